@@ -1,0 +1,28 @@
+# Two commands: `make demo` and `make test`. Both set up .venv on first use (a re-run is a no-op).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.evalsuite-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-unit bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup_env.sh
+	bash scripts/setup_env.sh $(VENV)
+	touch $@
+
+demo: setup
+	$(VENV)/bin/evalsuite demo
+
+test: setup
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+test-unit: setup
+	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) benchmarks/backends.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,96 @@
+"""Backend configuration: one pydantic model per backend kind, told apart by `kind`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from evalsuite.errors import ConfigError
+
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+class _BackendConfigBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # A local checkpoint dir (hf, vllm) or the model name the server knows (openai).
+    model: str
+    # Tokenizer dir; defaults to `model` for local backends. The openai backend needs one for
+    # log-likelihood and scoring (the prompt/continuation boundary is computed locally, as lm-eval does).
+    tokenizer: str | None = None
+    dtype: DType = "auto"
+    batch_size: int = Field(16, ge=1)
+    # Context window used for truncation; defaults to the model's max_position_embeddings.
+    max_length: int | None = Field(None, ge=2)
+    # lm-eval's HF default: no BOS is added to raw prompts unless asked (chat templates add their own).
+    add_bos_token: bool = False
+    trust_remote_code: bool = False
+
+
+class HFConfig(_BackendConfigBase):
+    kind: Literal["hf"] = "hf"
+    device: str = "auto"
+    adapter: str | None = None  # peft LoRA adapter dir, merged into the weights at load
+    allow_pickle: bool = False  # refuse .bin/.pt weights unless asked: safetensors cannot run code
+
+
+class VLLMConfig(_BackendConfigBase):
+    kind: Literal["vllm"] = "vllm"
+    adapter: str | None = None
+    max_lora_rank: int = 64
+    kv_cache_space_gb: float = Field(2.0, gt=0)  # CPU only (VLLM_CPU_KVCACHE_SPACE)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    enforce_eager: bool | None = None  # None: eager on CPU, CUDA graphs on GPU
+    seed: int = 0
+
+
+class OpenAIConfig(_BackendConfigBase):
+    kind: Literal["openai"] = "openai"
+    base_url: str
+    # Name of the environment variable holding the key; the key itself is never stored or logged.
+    api_key_env: str | None = "OPENAI_API_KEY"
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    backoff_s: float = Field(0.5, ge=0)
+    concurrency: int = Field(8, ge=1)
+    # vLLM servers can return generated token ids (`return_token_ids`); other servers reject the field.
+    server_token_ids: bool = False
+
+
+BackendConfig = Annotated[Union[HFConfig, VLLMConfig, OpenAIConfig], Field(discriminator="kind")]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(BackendConfig)
+
+
+def parse_backend_config(data: dict[str, Any]) -> HFConfig | VLLMConfig | OpenAIConfig:
+    """Validate a backend config mapping; errors become one readable ConfigError."""
+    data = dict(data)
+    if isinstance(data.get("dtype"), str):
+        data["dtype"] = DTYPE_ALIASES.get(data["dtype"], data["dtype"])
+    data.setdefault("kind", "hf")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'backend'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid backend config: {problems}") from None
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a mapping, with clear errors."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    return data

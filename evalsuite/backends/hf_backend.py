@@ -1,0 +1,179 @@
+"""transformers backend: length-sorted batches, left padding, LM head only where it is needed."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessorList
+
+from evalsuite.backends.base import Backend, TokenPair
+from evalsuite.backends.batching import group_by, left_pad, length_sorted_batches
+from evalsuite.backends.config import HFConfig
+from evalsuite.backends.loading import TORCH_DTYPES, load_tokenizer, model_context_length, resolve_device, resolve_dtype
+from evalsuite.backends.sampling import SeededSampler
+from evalsuite.backends.types import Generation, GenerationRequest, TokenScores
+from evalsuite.errors import CheckpointError, EvalsuiteError
+from evalsuite.models.checkpoint import check_checkpoint_dir, first_line
+
+log = logging.getLogger(__name__)
+
+# Cap on the float32 log-softmax a scoring batch materialises (elements): ~1 GiB.
+SCORE_LOGITS_BUDGET = 1 << 28
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    def __init__(self, config: HFConfig) -> None:
+        path = check_checkpoint_dir(config.model, allow_pickle=config.allow_pickle)
+        tokenizer = load_tokenizer(config.tokenizer or path, config.trust_remote_code)
+        super().__init__(config, tokenizer)
+        self.checkpoint = path
+        self.device = resolve_device(config.device)
+        self.dtype = resolve_dtype(config.dtype, path)
+        self.model = self._load_model(path, config)
+        self._context_length = model_context_length(path, tokenizer)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
+        self.eos_ids = {int(e) for e in eos_ids if e is not None}
+
+    def _load_model(self, path: Path, config: HFConfig) -> torch.nn.Module:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path),
+                dtype=TORCH_DTYPES[self.dtype],
+                trust_remote_code=config.trust_remote_code,
+                use_safetensors=None if config.allow_pickle else True,
+            )
+        except Exception as exc:
+            raise CheckpointError(f"cannot load checkpoint {path}: {first_line(exc)}") from None
+        if config.adapter:
+            model = self._merge_adapter(model, Path(config.adapter))
+        return model.to(self.device).eval()
+
+    @staticmethod
+    def _merge_adapter(model: torch.nn.Module, adapter: Path) -> torch.nn.Module:
+        from peft import PeftModel
+
+        if not (adapter / "adapter_config.json").is_file():
+            raise CheckpointError(f"{adapter} is not a peft adapter dir: no adapter_config.json")
+        # Merged weights give the same outputs and run at full speed.
+        return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+
+    def _model_max_length(self) -> int:
+        return self._context_length
+
+    # ---- generation -------------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
+        prompts = [self.prompt_ids(r) for r in requests]
+        results: list[Generation | None] = [None] * len(requests)
+        # Requests share a batch only when their decoding settings match (seeds may differ).
+        groups = group_by([(r.max_new_tokens, r.temperature, r.top_p, r.stop, r.ignore_eos) for r in requests])
+        plan = [
+            batch
+            for idxs in groups.values()
+            for batch in length_sorted_batches(idxs, [len(p) for p in prompts], self.config.batch_size)
+        ]
+        for batch in tqdm(plan, desc="generate", unit="batch", disable=not progress):
+            outs = self._generate_batch([prompts[i] for i in batch], [requests[i] for i in batch])
+            for i, out in zip(batch, outs):
+                results[i] = out
+        return [r for r in results if r is not None]
+
+    def _generate_batch(self, prompts: list[list[int]], reqs: list[GenerationRequest]) -> list[Generation]:
+        first = reqs[0]
+        room = self.max_length - first.max_new_tokens
+        if room < 1:
+            raise EvalsuiteError(f"max_new_tokens={first.max_new_tokens} leaves no room in a {self.max_length}-token window")
+        # Like lm-eval: keep the end of an over-long prompt.
+        prompts = [p[-room:] for p in prompts]
+        ids, mask = left_pad(prompts, self.tokenizer.pad_token_id)
+        gen_config = GenerationConfig(
+            max_new_tokens=first.max_new_tokens,
+            min_new_tokens=first.max_new_tokens if first.ignore_eos else None,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=sorted(self.eos_ids),
+            stop_strings=list(first.stop) or None,
+        )
+        processors = LogitsProcessorList()
+        if not first.greedy:
+            processors.append(SeededSampler([r.seed for r in reqs], first.temperature, first.top_p))
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                generation_config=gen_config,
+                logits_processor=processors,
+                tokenizer=self.tokenizer if first.stop else None,
+            )
+        new_tokens = out[:, ids.shape[1] :].tolist()
+        return [self._finish(row, first) for row in new_tokens]
+
+    def _finish(self, row: list[int], req: GenerationRequest) -> Generation:
+        """Cut a generated row at EOS / the stop string and name why it ended."""
+        hit_eos = False
+        if not req.ignore_eos:
+            for pos, tid in enumerate(row):
+                if tid in self.eos_ids:
+                    row, hit_eos = row[:pos], True
+                    break
+        pad = self.tokenizer.pad_token_id
+        while row and row[-1] == pad and not req.ignore_eos:
+            row = row[:-1]  # rows that stopped on a stop string are padded afterwards
+        text = self.tokenizer.decode(row, skip_special_tokens=True)
+        cut = min((p for p in (text.find(s) for s in req.stop) if p >= 0), default=-1)
+        if cut >= 0:
+            return Generation(text[:cut], row, "stop")
+        finish = "stop" if hit_eos or len(row) < req.max_new_tokens else "length"
+        return Generation(text, row, finish)
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False) -> list[TokenScores]:
+        vocab = int(self.model.config.get_text_config().vocab_size)
+        lengths = [len(c) + len(t) for c, t in pairs]
+
+        def cost(batch: list[int]) -> int:
+            return len(batch) * max(len(pairs[i][1]) for i in batch) * vocab
+
+        plan = length_sorted_batches(
+            range(len(pairs)), lengths, self.config.batch_size, cost=cost, budget=SCORE_LOGITS_BUDGET
+        )
+        results: list[TokenScores | None] = [None] * len(pairs)
+        for batch in tqdm(plan, desc="score", unit="batch", disable=not progress):
+            for i, scored in zip(batch, self._score_batch([pairs[i] for i in batch])):
+                results[i] = scored
+        return [r for r in results if r is not None]
+
+    def _score_batch(self, pairs: list[TokenPair]) -> list[TokenScores]:
+        # The model reads context+continuation minus its last token; left padding puts every row's
+        # continuation at the end, so only the last `keep` positions need the LM head.
+        ids, mask = left_pad([(c + t)[:-1] for c, t in pairs], self.tokenizer.pad_token_id)
+        keep = max(len(t) for _, t in pairs)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                use_cache=False,
+                **kwargs,
+            ).logits[:, -keep:]
+            scores = []
+            for row, (_, cont) in enumerate(pairs):
+                logprobs = torch.log_softmax(logits[row, keep - len(cont) :].float(), dim=-1)
+                target = torch.tensor(cont, device=logprobs.device)
+                token_lp = logprobs.gather(-1, target[:, None]).squeeze(-1)
+                greedy = bool((logprobs.argmax(-1) == target).all())
+                scores.append(TokenScores(tuple(token_lp.tolist()), greedy))
+        return scores
+
+    def close(self) -> None:
+        self.model = None  # type: ignore[assignment]

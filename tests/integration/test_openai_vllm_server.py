@@ -1,0 +1,83 @@
+"""The openai backend against a real vLLM OpenAI-compatible server process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from evalsuite.backends import GenerationRequest, LoglikelihoodRequest, OpenAIConfig, ScoreRequest, load_backend
+
+from .conftest import CHAT_PROMPTS, LL_PAIRS
+
+pytestmark = [pytest.mark.integration, pytest.mark.vllm]
+pytest.importorskip("vllm")
+
+SERVED_NAME = "smollm2"
+
+
+@pytest.fixture(scope="module")
+def server_url(smollm2_dir, tmp_path_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("vllm-server") / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(smollm2_dir),
+         "--served-model-name", SERVED_NAME, "--dtype", "float32", "--host", "127.0.0.1", "--port", str(port),
+         "--max-model-len", "2048", "--enforce-eager"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 400
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"vLLM server exited with {proc.returncode}; log: {log.name}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vLLM server not healthy after 400 s; log: {log.name}")
+            time.sleep(2)
+        yield f"{url}/v1"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def remote(server_url, smollm2_dir):
+    backend = load_backend(OpenAIConfig(model=SERVED_NAME, base_url=server_url, tokenizer=str(smollm2_dir),
+                                        server_token_ids=True, api_key_env=None, concurrency=4))
+    yield backend
+    backend.close()
+
+
+def test_chat_and_raw_generations_match_hf(remote, hf_fp32):
+    chat = [GenerationRequest(messages=[{"role": "user", "content": p}], max_new_tokens=32) for p in CHAT_PROMPTS[:4]]
+    raw = [GenerationRequest(prompt=f"Q: {p}\nA:", max_new_tokens=24, stop=("\n",)) for p in CHAT_PROMPTS[:4]]
+    for req_set in (chat, raw):
+        for h, r in zip(hf_fp32.generate(req_set), remote.generate(req_set)):
+            assert r.text == h.text and r.token_ids == h.token_ids and r.finish_reason == h.finish_reason
+
+
+def test_loglikelihood_and_scores_match_hf(remote, hf_fp32):
+    reqs = [LoglikelihoodRequest(c, x) for c, x in LL_PAIRS]
+    for h, r in zip(hf_fp32.loglikelihood(reqs), remote.loglikelihood(reqs)):
+        assert r.logprob == pytest.approx(h.logprob, abs=2e-3) and r.is_greedy == h.is_greedy
+    gen = hf_fp32.generate([GenerationRequest(prompt="The three primary colors are", max_new_tokens=12)])[0]
+    sreq = [ScoreRequest("The three primary colors are", tuple(gen.token_ids))]
+    assert remote.score(sreq)[0].logprobs == pytest.approx(hf_fp32.score(sreq)[0].logprobs, abs=2e-3)
