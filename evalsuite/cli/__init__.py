@@ -57,7 +57,8 @@ def demo(
 
     if backend == "auto":
         backend = "vllm" if _vllm_installed() else "hf"
-    result = run_demo(out, backend=backend, model=model, dtype=dtype, max_new_tokens=max_new_tokens, log=console.print)
+    result = run_demo(out, backend=backend, model=model, dtype=dtype, max_new_tokens=max_new_tokens,
+                      log=lambda msg: console.print(escape(msg), soft_wrap=True))
     table = Table("prompt", "response", "finish", show_lines=True)
     for row in result.generations:
         table.add_row(escape(row["prompt"]), escape(row["response"]), row["finish_reason"])
@@ -65,7 +66,7 @@ def demo(
     correct = sum(r["correct"] for r in result.mcq)
     console.print(f"multiple choice by log-likelihood: {correct}/{len(result.mcq)} correct")
     console.print(f"timings (s): {result.timings_s}")
-    console.print(f"[bold green]Demo outputs:[/bold green] {escape(str(result.out_dir.resolve()))}")
+    console.print(f"[bold green]Demo outputs:[/bold green] {escape(str(result.out_dir.resolve()))}", soft_wrap=True)
 
 
 def _vllm_installed() -> bool:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evalsuite.models.embedded import EMBEDDED_MODELS
@@ -30,7 +31,8 @@ def prepare(
     start = time.perf_counter()
     prepared = prepare_model(model, dest, dtype, force=force, trust_remote_code=trust_remote_code)  # type: ignore[arg-type]
     what = "cached, verified earlier" if prepared.cached else "converted and verified (saved logits == source logits)"
-    console.print(f"[green]{prepared.path}[/green]  ({what}, {time.perf_counter() - start:.1f}s)")
+    # soft_wrap: a path must stay on one line, whatever the terminal width, so it can be copied.
+    console.print(f"[green]{escape(str(prepared.path))}[/green]  ({what}, {time.perf_counter() - start:.1f}s)", soft_wrap=True)
 
 
 @app.command("list")

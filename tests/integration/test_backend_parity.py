@@ -64,8 +64,13 @@ def test_bf16_divergences_are_only_near_ties(smollm2_dir, hf_fp32):
         assert gap < 0.5, f"bf16 divergence at a clear (non-tie) decision: {prompt!r} token {k}, gap {gap:.3f} nats"
     if diverged:
         warnings.warn(f"bf16 hf vs vllm: {len(diverged)}/{len(CHAT_PROMPTS)} greedy generations diverge, all at near ties: {diverged}")
-    lp_diffs = [abs(h.logprob - v.logprob) for h, v in zip(hf_ll, v_ll)]
-    assert max(lp_diffs) < 0.5 and sum(lp_diffs) / len(lp_diffs) < 0.15, lp_diffs
-    # A bf16 run still orders the answer options as the fp32 model does on these clear-cut pairs.
+    # bf16 logits near 20 are quantised in steps of 0.125, so both bf16 backends drift from the fp32
+    # reference by a few tenths of a nat (measured here: hf up to 0.41, vLLM up to 0.31 on these pairs).
+    fp32_ll = hf_fp32.loglikelihood([LoglikelihoodRequest(c, x) for c, x in LL_PAIRS])
+    for name, run in (("hf", hf_ll), ("vllm", v_ll)):
+        drift = [abs(r.logprob - f.logprob) for r, f in zip(run, fp32_ll)]
+        assert max(drift) < 0.6 and sum(drift) / len(drift) < 0.25, (name, drift)
+    # ...and still order the answer options as the fp32 model does on these clear-cut pairs.
     for i in range(0, 6, 2):
-        assert (v_ll[i].logprob > v_ll[i + 1].logprob) == (hf_ll[i].logprob > hf_ll[i + 1].logprob)
+        fp32_order = fp32_ll[i].logprob > fp32_ll[i + 1].logprob
+        assert (v_ll[i].logprob > v_ll[i + 1].logprob) == fp32_order == (hf_ll[i].logprob > hf_ll[i + 1].logprob)
