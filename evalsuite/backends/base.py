@@ -70,7 +70,10 @@ class Backend(ABC):
         tok = self._require_tokenizer("generate")
         # A chat-rendered prompt already carries the template's own special tokens.
         add_bos = self.config.add_bos_token and request.prompt is not None
-        return encode_text(tok, self.prompt_text(request), add_bos)
+        ids = encode_text(tok, self.prompt_text(request), add_bos)
+        if not ids:
+            raise EvalsuiteError("empty prompt: a generation request needs at least one prompt token")
+        return ids
 
     @property
     def max_length(self) -> int:

@@ -79,7 +79,12 @@ class OpenAIBackend(Backend):
 
     # ---- generation -------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
-        return self._map(self._generate_one, requests, progress, "generate")
+        # Tokenise on this thread; the workers only do HTTP.
+        prompts = [None if r.messages is not None else self._completion_prompt(r) for r in requests]
+        return self._map(lambda job: self._generate_one(*job), list(zip(requests, prompts)), progress, "generate")
+
+    def _completion_prompt(self, req: GenerationRequest) -> str | list[int]:
+        return self.prompt_ids(req) if self.tokenizer is not None else (req.prompt or "")
 
     def _sampling_kwargs(self, req: GenerationRequest) -> dict[str, Any]:
         extra: dict[str, Any] = {}
@@ -101,14 +106,13 @@ class OpenAIBackend(Backend):
             kwargs["extra_body"] = extra
         return kwargs
 
-    def _generate_one(self, req: GenerationRequest) -> Generation:
+    def _generate_one(self, req: GenerationRequest, prompt: str | list[int] | None) -> Generation:
         kwargs = self._sampling_kwargs(req)
-        if req.messages is not None:
+        if prompt is None:
             resp = self._call(self.client.chat.completions.create, messages=req.messages, **kwargs)
             choice = resp.choices[0]
             text = choice.message.content or ""
         else:
-            prompt: Any = self.prompt_ids(req) if self.tokenizer is not None else req.prompt
             resp = self._call(self.client.completions.create, prompt=prompt, **kwargs)
             choice = resp.choices[0]
             text = choice.text

@@ -28,18 +28,19 @@ class SeededSampler(LogitsProcessor):
     def __init__(self, seeds: Sequence[int | None], temperature: float, top_p: float) -> None:
         self.temperature = temperature
         self.top_p = top_p
-        self.generators = []
-        for seed in seeds:
-            gen = torch.Generator(device="cpu")
-            gen.manual_seed(int(seed) if seed is not None else int(torch.seed()))
-            self.generators.append(gen)
+        # Unseeded requests draw their seed from torch's global RNG (so torch.manual_seed still governs
+        # them) without reseeding it.
+        self.seeds = [int(s) if s is not None else int(torch.randint(0, 2**62, (1,)).item()) for s in seeds]
+        self.generators: list[torch.Generator] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if not self.generators:  # created on the logits' device, so sampling never leaves the GPU
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
         probs = torch.softmax(scores.float() / self.temperature, dim=-1)
-        probs = _top_p_filter(probs, self.top_p).cpu()
+        probs = _top_p_filter(probs, self.top_p)
         chosen = torch.stack(
             [torch.multinomial(probs[row], 1, generator=gen)[0] for row, gen in enumerate(self.generators)]
-        ).to(scores.device)
+        )
         out = torch.full_like(scores, float("-inf"))
         out.scatter_(1, chosen[:, None], 0.0)
         return out

@@ -147,3 +147,29 @@ def test_request_validation():
         GenerationRequest(prompt="x", messages=[{"role": "user", "content": "x"}])
     with pytest.raises(ValueError):
         GenerationRequest(prompt="x", max_new_tokens=0)
+
+
+def test_lora_adapter_is_applied(tiny_model_dir, reference, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(1)
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    ).eval()
+    peft_model.save_pretrained(str(tmp_path / "adapter"))
+    backend = load_backend(HFConfig(model=str(tiny_model_dir), dtype="float32", adapter=str(tmp_path / "adapter")))
+    tok = backend.tokenizer
+    ctx, cont = encode_text(tok, "The quick brown fox"), encode_text(tok, " jumps over")
+    expected, _ = direct_token_logprobs(peft_model, ctx, cont)
+    base, _ = direct_token_logprobs(reference, ctx, cont)
+    got = backend.score_ids([(ctx, cont)])[0].logprobs
+    assert got == pytest.approx(expected, abs=1e-4)
+    assert got != pytest.approx(base, abs=1e-3)  # the adapter really changed the model
+
+
+def test_empty_prompt_is_rejected(tiny_hf):
+    from evalsuite.errors import EvalsuiteError
+
+    with pytest.raises(EvalsuiteError, match="empty prompt"):
+        tiny_hf.generate([GenerationRequest(prompt="")])
