@@ -48,7 +48,7 @@ def run_demo(
     out_dir: Path,
     backend: str = "hf",
     model: str = DEFAULT_MODEL,
-    dtype: str = "bfloat16",
+    dtype: str = "auto",
     max_new_tokens: int = 64,
     log: Callable[[str], None] = print,
 ) -> DemoResult:

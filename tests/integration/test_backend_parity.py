@@ -74,3 +74,29 @@ def test_bf16_divergences_are_only_near_ties(smollm2_dir, hf_fp32):
     for i in range(0, 6, 2):
         fp32_order = fp32_ll[i].logprob > fp32_ll[i + 1].logprob
         assert (v_ll[i].logprob > v_ll[i + 1].logprob) == fp32_order == (hf_ll[i].logprob > hf_ll[i + 1].logprob)
+
+
+def test_lora_adapter_gives_the_same_model_in_hf_and_vllm(smollm2_dir, hf_fp32, tmp_path, monkeypatch):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("EVALSUITE_CACHE_DIR", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    peft_model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(str(smollm2_dir), dtype=torch.float32),
+        LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], init_lora_weights=False),
+    )
+    peft_model.save_pretrained(str(tmp_path / "adapter"))
+    del peft_model
+    reqs = [LoglikelihoodRequest(c, x) for c, x in LL_PAIRS]
+    base = hf_fp32.loglikelihood(reqs)
+    hf = load_backend(HFConfig(model=str(smollm2_dir), dtype="float32", adapter=str(tmp_path / "adapter")))
+    hf_lora = hf.loglikelihood(reqs)
+    hf.close()
+    with load_backend(VLLMConfig(model=str(smollm2_dir), dtype="float32", max_length=2048, adapter=str(tmp_path / "adapter"))) as vllm:
+        v_lora = vllm.loglikelihood(reqs)
+        if not torch.cuda.is_available():
+            assert vllm.weights.parent == tmp_path / "cache" / "models" / "merged"
+    assert max(abs(a.logprob - b.logprob) for a, b in zip(base, hf_lora)) > 0.05  # the adapter matters
+    for h, v in zip(hf_lora, v_lora):
+        assert v.logprob == pytest.approx(h.logprob, abs=2e-3)
