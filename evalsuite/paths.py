@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CACHE_ENV = "EVALSUITE_CACHE_DIR"
@@ -18,3 +23,31 @@ def cache_dir() -> Path:
 
 def models_cache_dir() -> Path:
     return cache_dir() / "models"
+
+
+@contextmanager
+def staged_dir(dest: Path) -> Iterator[Path]:
+    """Build a directory beside `dest` and move it into place only if the block succeeds: readers see
+    either no `dest` or a complete one, and a crash leaves no half-written directory behind."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        yield staging
+        if dest.exists():
+            shutil.rmtree(dest)
+        staging.rename(dest)  # atomic on one filesystem
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def fingerprint_dir(path: Path, suffixes: tuple[str, ...], head_bytes: int | None = None) -> str:
+    """sha256 over the names, sizes and contents (the first `head_bytes` of each, or all) of the files
+    in `path` with the given suffixes, in name order."""
+    digest = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file() and f.suffix in suffixes:
+            digest.update(f"{f.name}\0{f.stat().st_size}\0".encode())
+            with f.open("rb") as fh:
+                digest.update(fh.read(head_bytes) if head_bytes else fh.read())
+    return digest.hexdigest()

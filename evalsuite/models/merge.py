@@ -4,8 +4,6 @@ dir (vLLM on CPU, whose LoRA kernels crash when computing prompt log-probs in vl
 from __future__ import annotations
 
 import hashlib
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -13,7 +11,7 @@ import torch
 from evalsuite.errors import CheckpointError
 from evalsuite.manifest import CheckpointManifest, read_manifest, write_manifest
 from evalsuite.models.checkpoint import first_line
-from evalsuite.paths import models_cache_dir
+from evalsuite.paths import fingerprint_dir, models_cache_dir, staged_dir
 
 
 def check_adapter_dir(adapter: str | Path) -> Path:
@@ -35,12 +33,8 @@ def merge_adapter(model: torch.nn.Module, adapter: str | Path) -> torch.nn.Modul
 
 
 def _adapter_key(base: Path, adapter: Path, dtype: str) -> str:
-    digest = hashlib.sha256(f"{base.resolve()}|{dtype}".encode())
-    for f in sorted(adapter.iterdir()):
-        if f.is_file() and f.suffix in {".json", ".safetensors", ".bin"}:
-            digest.update(f.name.encode())
-            digest.update(f.read_bytes())
-    return digest.hexdigest()[:16]
+    files = fingerprint_dir(adapter, (".json", ".safetensors", ".bin"))
+    return hashlib.sha256(f"{base.resolve()}|{dtype}|{files}".encode()).hexdigest()[:16]
 
 
 def merged_checkpoint(base: Path, adapter: str | Path, dtype: str) -> Path:
@@ -56,9 +50,7 @@ def merged_checkpoint(base: Path, adapter: str | Path, dtype: str) -> Path:
         return dest
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=TORCH_DTYPES[dtype], use_safetensors=True)
     model = merge_adapter(model, adapter)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with staged_dir(dest) as staging:
         model.save_pretrained(str(staging), safe_serialization=True)
         AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(staging))
         base_manifest = read_manifest(base)
@@ -73,10 +65,4 @@ def merged_checkpoint(base: Path, adapter: str | Path, dtype: str) -> Path:
                 source={"kind": "merged_adapter", "base": str(base), "adapter": str(adapter), "sha256": key},
             ),
         )
-        if dest.exists():
-            shutil.rmtree(dest)
-        staging.rename(dest)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return dest

@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,7 +22,7 @@ from evalsuite.errors import CheckpointError, EvalsuiteError
 from evalsuite.manifest import CheckpointManifest, read_manifest, write_manifest
 from evalsuite.models.checkpoint import check_checkpoint_dir, first_line
 from evalsuite.models.embedded import EMBEDDED_MODELS
-from evalsuite.paths import models_cache_dir
+from evalsuite.paths import fingerprint_dir, models_cache_dir, staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +55,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _dir_fingerprint(path: Path) -> str:
-    """Hash of a checkpoint dir's config and weight files' names, sizes and contents' first MiB."""
-    digest = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if f.is_file() and (f.suffix in {".json", ".safetensors", ".bin"}):
-            digest.update(f.name.encode())
-            digest.update(str(f.stat().st_size).encode())
-            with f.open("rb") as fh:
-                digest.update(fh.read(1 << 20))
-    return digest.hexdigest()
-
-
 def resolve_source(name_or_path: str) -> Source:
     if name_or_path in EMBEDDED_MODELS:
         gguf = EMBEDDED_MODELS[name_or_path].gguf_path()
@@ -83,7 +69,8 @@ def resolve_source(name_or_path: str) -> Source:
         _check_gguf(path)
         return Source("gguf", path, str(path), sha256_file(path))
     check_checkpoint_dir(path)
-    return Source("hf", path, str(path), _dir_fingerprint(path))
+    # Names, sizes and the first MiB of each weight file: cheap, and changes whenever the weights do.
+    return Source("hf", path, str(path), fingerprint_dir(path, (".json", ".safetensors", ".bin"), head_bytes=1 << 20))
 
 
 def _check_gguf(path: Path) -> None:
@@ -174,9 +161,7 @@ def prepare_model(
     probe = _probe_ids(tokenizer)
     expected = _logits(model, probe)
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
+    with staged_dir(dest) as staging:
         model.save_pretrained(str(staging), safe_serialization=True)
         tokenizer.save_pretrained(str(staging))
         _verify(staging, probe, expected, torch_dtype)
@@ -189,12 +174,6 @@ def prepare_model(
             metrics={"probe_tokens": int(probe.shape[1]), "probe_max_abs_logit_diff": 0.0},
         )
         write_manifest(staging, manifest)
-        if dest.exists():
-            shutil.rmtree(dest)
-        staging.rename(dest)  # atomic on one filesystem: dest is either absent or complete
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return PreparedModel(dest, manifest, cached=False)
 
 

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

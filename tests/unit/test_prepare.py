@@ -1,6 +1,5 @@
 """`models prepare` on inputs that need no download: a tiny HF dir, corrupt and missing GGUF files."""
 
-import json
 
 import pytest
 import torch
