@@ -41,13 +41,24 @@ def staged_dir(dest: Path) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def fingerprint_dir(path: Path, suffixes: tuple[str, ...], head_bytes: int | None = None) -> str:
-    """sha256 over the names, sizes and contents (the first `head_bytes` of each, or all) of the files
-    in `path` with the given suffixes, in name order."""
+    """sha256 over the names, sizes and contents (the first `head_bytes` of each, or all of it, streamed)
+    of the files in `path` with the given suffixes, in name order."""
     digest = hashlib.sha256()
     for f in sorted(path.iterdir()):
         if f.is_file() and f.suffix in suffixes:
             digest.update(f"{f.name}\0{f.stat().st_size}\0".encode())
-            with f.open("rb") as fh:
-                digest.update(fh.read(head_bytes) if head_bytes else fh.read())
+            if head_bytes:
+                with f.open("rb") as fh:
+                    digest.update(fh.read(head_bytes))
+            else:
+                digest.update(sha256_file(f).encode())
     return digest.hexdigest()

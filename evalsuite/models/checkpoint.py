@@ -8,6 +8,8 @@ from pathlib import Path
 from evalsuite.errors import CheckpointError
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+# The files that define a checkpoint or adapter: what a fingerprint of one covers.
+CHECKPOINT_FILE_SUFFIXES = (".json", ".safetensors", ".bin")
 
 
 def first_line(exc: BaseException) -> str:

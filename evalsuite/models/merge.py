@@ -10,7 +10,7 @@ import torch
 
 from evalsuite.errors import CheckpointError
 from evalsuite.manifest import CheckpointManifest, read_manifest, write_manifest
-from evalsuite.models.checkpoint import first_line
+from evalsuite.models.checkpoint import CHECKPOINT_FILE_SUFFIXES, first_line
 from evalsuite.paths import fingerprint_dir, models_cache_dir, staged_dir
 
 
@@ -33,7 +33,7 @@ def merge_adapter(model: torch.nn.Module, adapter: str | Path) -> torch.nn.Modul
 
 
 def _adapter_key(base: Path, adapter: Path, dtype: str) -> str:
-    files = fingerprint_dir(adapter, (".json", ".safetensors", ".bin"))
+    files = fingerprint_dir(adapter, CHECKPOINT_FILE_SUFFIXES)
     return hashlib.sha256(f"{base.resolve()}|{dtype}|{files}".encode()).hexdigest()[:16]
 
 

@@ -8,7 +8,6 @@ directory with a manifest is complete; a re-run with the same source and dtype r
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -20,9 +19,9 @@ import torch
 from evalsuite.backends.loading import TORCH_DTYPES
 from evalsuite.errors import CheckpointError, EvalsuiteError
 from evalsuite.manifest import CheckpointManifest, read_manifest, write_manifest
-from evalsuite.models.checkpoint import check_checkpoint_dir, first_line
+from evalsuite.models.checkpoint import CHECKPOINT_FILE_SUFFIXES, check_checkpoint_dir, first_line
 from evalsuite.models.embedded import EMBEDDED_MODELS
-from evalsuite.paths import fingerprint_dir, models_cache_dir, staged_dir
+from evalsuite.paths import fingerprint_dir, models_cache_dir, sha256_file, staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +46,6 @@ class PreparedModel:
     cached: bool  # True when an existing verified copy was reused
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def resolve_source(name_or_path: str) -> Source:
     if name_or_path in EMBEDDED_MODELS:
         gguf = EMBEDDED_MODELS[name_or_path].gguf_path()
@@ -70,7 +61,7 @@ def resolve_source(name_or_path: str) -> Source:
         return Source("gguf", path, str(path), sha256_file(path))
     check_checkpoint_dir(path)
     # Names, sizes and the first MiB of each weight file: cheap, and changes whenever the weights do.
-    return Source("hf", path, str(path), fingerprint_dir(path, (".json", ".safetensors", ".bin"), head_bytes=1 << 20))
+    return Source("hf", path, str(path), fingerprint_dir(path, CHECKPOINT_FILE_SUFFIXES, head_bytes=1 << 20))
 
 
 def _check_gguf(path: Path) -> None:
