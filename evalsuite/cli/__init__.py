@@ -15,6 +15,7 @@ from rich.table import Table
 
 from evalsuite import __version__
 from evalsuite.cli import models as models_cli
+from evalsuite.cli import train as train_cli
 from evalsuite.cli.generate import generate
 from evalsuite.errors import EvalsuiteError
 from evalsuite.models import DEFAULT_MODEL
@@ -26,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(models_cli.app, name="models")
+app.add_typer(train_cli.app, name="train")
 app.command("generate")(generate)
 console = Console()
 

@@ -1,0 +1,183 @@
+"""The SFT run config (`evalsuite train sft|grid --config FILE`), validated with clear errors.
+
+Top-level fields are the ones evalsuite itself acts on; `training:` takes any field of TRL's
+`SFTConfig` / transformers' `TrainingArguments` (checked by name) on top of the paper's defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evalsuite.errors import ConfigError
+from evalsuite.models.embedded import DEFAULT_MODEL
+from evalsuite.training.data import DEMO_INSTRUCTIONS, DatasetSpec, PromptFormat, Truncation
+
+# WIT paper (arXiv 2507.07817) SFT settings: lr 2e-5, weight decay 0.1, cosine schedule with 1% warm-up,
+# no packing, seed 23, global batch 64; 2 epochs is their Alpaca-Cleaned setting.
+PAPER_TRAINING_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 2e-5,
+    "weight_decay": 0.1,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 0.01,
+    "num_train_epochs": 2,
+    "per_device_train_batch_size": 8,
+    "logging_steps": 1,
+    "save_strategy": "steps",
+    "save_steps": 50,
+    "save_total_limit": 2,
+    "report_to": "none",
+}
+# Fields evalsuite sets itself; users set them through the top-level config instead.
+RESERVED_TRAINING_FIELDS = {
+    "output_dir": "output_dir", "seed": "seed", "data_seed": "seed", "bf16": "precision", "fp16": "precision",
+    "lambda_p": "lambda_p", "lambda_r": "lambda_r", "max_length": "max_length", "packing": "(not supported)",
+    "padding_free": "(not supported)", "dataset_kwargs": "dataset", "gradient_accumulation_steps": "global_batch_size",
+    "resume_from_checkpoint": "(automatic)", "model_init_kwargs": "model / precision",
+    "completion_only_loss": "lambda_p / lambda_r", "assistant_only_loss": "lambda_p / lambda_r",
+}
+Precision = Literal["auto", "fp32", "bf16", "bf16-autocast"]
+GRID_VALUES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class LoraSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+def _lambda(value: float, name: str) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return round(float(value), 6)
+
+
+class SFTRunConfig(BaseModel):
+    """One SFT cell (or, with `train grid`, the settings every cell shares)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default=DEFAULT_MODEL, description="embedded model name, HF checkpoint dir, or .gguf")
+    dataset: DatasetSpec = Field(default_factory=lambda: DatasetSpec(path=str(DEMO_INSTRUCTIONS)))
+    output_dir: Path = Path("runs/wit")
+    prompt_format: PromptFormat = "chat_template"
+    max_length: int = Field(default=1024, ge=8)
+    truncation: Truncation = "drop"
+    lambda_p: float = 0.0
+    lambda_r: float = 1.0
+    seed: int = 23
+    # auto: bf16 autocast over fp32 weights on a GPU with bf16, plain fp32 elsewhere (CPUs without native
+    # bf16 run it emulated). bf16 = bf16 weights and compute (fp32 optimizer states are not kept).
+    precision: Precision = "auto"
+    global_batch_size: int = Field(default=64, ge=1, description="sequences per optimizer step, all processes")
+    lora: LoraSpec | None = None
+    trust_remote_code: bool = False
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("lambda_p")
+    @classmethod
+    def _check_lp(cls, v: float) -> float:
+        return _lambda(v, "lambda_p")
+
+    @field_validator("lambda_r")
+    @classmethod
+    def _check_lr(cls, v: float) -> float:
+        return _lambda(v, "lambda_r")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SFTRunConfig":
+        if self.lambda_p == 0 and self.lambda_r == 0:
+            raise ValueError("lambda_p and lambda_r are both 0: no token would be trained")
+        check_training_fields(self.training)
+        return self
+
+    def training_args(self) -> dict[str, Any]:
+        return {**PAPER_TRAINING_DEFAULTS, **self.training}
+
+    def with_cell(self, lambda_p: float, lambda_r: float) -> "SFTRunConfig":
+        return SFTRunConfig.model_validate({**self.model_dump(), "lambda_p": lambda_p, "lambda_r": lambda_r})
+
+
+def check_training_fields(training: dict[str, Any]) -> None:
+    from evalsuite.training.trainer import WITConfig
+
+    known = {f.name for f in dataclasses.fields(WITConfig)}
+    for key in training:
+        if key in RESERVED_TRAINING_FIELDS:
+            raise ValueError(f"training.{key} is set by evalsuite: use {RESERVED_TRAINING_FIELDS[key]} instead")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"training.{key} is not an SFTConfig/TrainingArguments field{hint}")
+
+
+def cell_name(lambda_p: float, lambda_r: float) -> str:
+    """`lp0.2_lr1`: the directory of one grid cell."""
+    return f"lp{lambda_p:g}_lr{lambda_r:g}"
+
+
+def paper_grid() -> list[tuple[float, float]]:
+    """The paper's 35 cells: λp, λr ∈ {0, .2, .4, .6, .8, 1}, without (0, 0)."""
+    return [(p, r) for p in GRID_VALUES for r in GRID_VALUES if (p, r) != (0.0, 0.0)]
+
+
+def parse_cells(spec: str) -> list[tuple[float, float]]:
+    """`"0:1,0.2:1,1:1"` (or `lp0_lr1,...`) → [(0, 1), (0.2, 1), (1, 1)]."""
+    cells = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        text = part.replace("lp", "").replace("_lr", ":")
+        try:
+            lp, lr = (float(x) for x in text.split(":"))
+            cells.append((_lambda(lp, "lambda_p"), _lambda(lr, "lambda_r")))
+        except ValueError as exc:
+            raise ConfigError(f"bad cell {part!r}: write cells as LP:LR, e.g. 0.2:1 ({exc})") from exc
+        if cells[-1] == (0.0, 0.0):
+            raise ConfigError("cell 0:0 trains no token")
+    if not cells:
+        raise ConfigError(f"no cells in {spec!r}")
+    return list(dict.fromkeys(cells))
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """`training.learning_rate=1e-5` → data["training"]["learning_rate"] = 1e-5 (value parsed as YAML)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not KEY=VALUE")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw else None
+
+
+def load_sft_config(path: Path | None, overrides: list[str] | None = None) -> SFTRunConfig:
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping")
+        data = loaded or {}
+    for override in overrides or []:
+        apply_override(data, override)
+    try:
+        return SFTRunConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"invalid config{f' {path}' if path else ''}: " + "; ".join(lines)) from exc

@@ -1,0 +1,326 @@
+"""Instruction data for WIT: load prompt/response pairs, format them, and mark the prompt tokens.
+
+Formats read (auto-detected from the columns, or named):
+  * `alpaca`: instruction / input / output. The prompt is the instruction, then a blank line and the
+    input when there is one.
+  * `prompt_response`: prompt / response (or TRL's prompt / completion), strings or message lists.
+  * `messages`: a chat; the last turn must be the assistant's and is the response, the turns before
+    it are the prompt.
+
+Formatting:
+  * `chat_template`: the tokenizer's chat template renders prompt + response; the prompt ends where
+    the template's generation prompt ends.
+  * `plain`: the WIT paper's `prompt + " " + response + eos` (single-turn prompts only).
+
+The prompt/response boundary is a character offset in the rendered text, mapped onto the tokens of the
+*whole* sequence through the tokenizer's offsets, so a token that merges across the boundary is never
+split or double counted. A token is a prompt token when it starts before the boundary; zero-width
+special tokens (an added BOS/EOS) take the side of the token before them (BOS: prompt).
+
+Truncation policy (`max_length`): `drop` (default) removes sequences longer than `max_length` and
+counts them; `keep_start` cuts them to `max_length` tokens (the response loses its tail and EOS) and
+still drops a sequence that is left with no response token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evalsuite.errors import ConfigError
+
+DataFormat = Literal["auto", "alpaca", "prompt_response", "messages"]
+PromptFormat = Literal["chat_template", "plain"]
+CompletionSplit = Literal["all", "short", "long"]
+Truncation = Literal["drop", "keep_start"]
+PLAIN_SEPARATOR = " "
+# Written by scripts/make_demo_data.py: the default (and demo) instruction set.
+DEMO_INSTRUCTIONS = Path(__file__).resolve().parent.parent / "data" / "demo_instructions.jsonl"
+
+Messages = list[dict[str, str]]
+
+
+class DatasetSpec(BaseModel):
+    """Where the instruction pairs come from and which of them to keep."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="JSON/JSONL/Parquet file, a dataset folder, or a Hugging Face hub id")
+    split: str = "train"
+    format: DataFormat = "auto"
+    prompt_column: str | None = None
+    response_column: str | None = None
+    messages_column: str = "messages"
+    limit: int | None = Field(default=None, ge=1, description="keep the first N rows (before filtering)")
+    # PLW paper (arXiv 2401.13586): R_g = response tokens / prompt tokens; short-completion means R_g < 1.
+    completion_split: CompletionSplit = "all"
+    on_bad_rows: Literal["error", "skip"] = "error"
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt: Messages  # the turns before the response
+    response: str
+
+
+@dataclass
+class EncodedPair:
+    input_ids: list[int]
+    prompt_mask: list[bool]
+
+    @property
+    def n_prompt(self) -> int:
+        return sum(self.prompt_mask)
+
+    @property
+    def n_response(self) -> int:
+        return len(self.prompt_mask) - self.n_prompt
+
+
+@dataclass
+class PreparedData:
+    """Tokenised pairs ready for the trainer, and an account of every row that did not make it."""
+
+    examples: list[EncodedPair]
+    fingerprint: str
+    stats: dict[str, int] = field(default_factory=dict)
+    bad_rows: list[str] = field(default_factory=list)
+
+    def to_dataset(self):
+        from datasets import Dataset
+
+        return Dataset.from_dict(
+            {"input_ids": [e.input_ids for e in self.examples], "prompt_mask": [e.prompt_mask for e in self.examples]}
+        )
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def load_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
+    """The raw rows of a local file, a local dataset folder, or a hub dataset."""
+    import datasets
+
+    path = Path(spec.path).expanduser()
+    try:
+        if path.is_file():
+            builder = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}.get(path.suffix.lower())
+            if builder is None:
+                raise ConfigError(f"dataset file {path}: expected .json, .jsonl or .parquet")
+            ds = datasets.load_dataset(builder, data_files=str(path), split="train")
+        elif path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "state.json").is_file()
+                                or (path / "dataset_dict.json").is_file()):
+            ds = datasets.load_from_disk(str(path))
+            if isinstance(ds, datasets.DatasetDict):
+                ds = ds[spec.split]
+        else:
+            ds = datasets.load_dataset(str(spec.path), split=spec.split)
+    except ConfigError:
+        raise
+    except Exception as exc:  # datasets raises many types; all mean "cannot read this dataset"
+        raise ConfigError(f"cannot load dataset {spec.path!r} (split {spec.split!r}): {str(exc).splitlines()[0]}") from exc
+    if spec.limit is not None:
+        ds = ds.select(range(min(spec.limit, len(ds))))
+    return ds.to_list()
+
+
+def detect_format(columns: set[str], spec: DatasetSpec) -> DataFormat:
+    if spec.format != "auto":
+        return spec.format
+    if spec.prompt_column or spec.response_column:
+        return "prompt_response"
+    if spec.messages_column in columns:
+        return "messages"
+    if {"instruction", "output"} <= columns:
+        return "alpaca"
+    if "prompt" in columns and ({"response", "completion"} & columns):
+        return "prompt_response"
+    raise ConfigError(
+        f"cannot tell the dataset format from its columns {sorted(columns)}: expected 'messages', "
+        "'instruction'+'output' (Alpaca), or 'prompt'+'response'/'completion'; or set dataset.format and the columns"
+    )
+
+
+def _required_columns(fmt: DataFormat, spec: DatasetSpec, columns: set[str]) -> list[str]:
+    if fmt == "alpaca":
+        return ["instruction", "output"]
+    if fmt == "messages":
+        return [spec.messages_column]
+    response = spec.response_column or ("response" if "response" in columns or "completion" not in columns else "completion")
+    return [spec.prompt_column or "prompt", response]
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} is empty or not a string")
+    return value
+
+
+def _messages(value: Any, what: str) -> Messages:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{what} is not a non-empty list of messages")
+    out = []
+    for m in value:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise ValueError(f"{what} has a message without string 'role' and 'content'")
+        out.append({"role": m["role"], "content": m["content"]})
+    return out
+
+
+def row_to_pair(row: dict[str, Any], fmt: DataFormat, columns: list[str]) -> Pair:
+    """One raw row as a Pair; ValueError says what is wrong with it."""
+    if fmt == "alpaca":
+        instruction = _text(row.get("instruction"), "instruction")
+        extra = row.get("input") or ""
+        if not isinstance(extra, str):
+            raise ValueError("input is not a string")
+        prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+        return Pair([{"role": "user", "content": prompt}], _text(row.get("output"), "output"))
+    if fmt == "messages":
+        msgs = _messages(row.get(columns[0]), columns[0])
+        if msgs[-1]["role"] != "assistant":
+            raise ValueError("the last message is not the assistant's")
+        if not any(m["role"] == "user" for m in msgs[:-1]):
+            raise ValueError("no user message before the last assistant message")
+        return Pair(msgs[:-1], _text(msgs[-1]["content"], "last assistant message"))
+    prompt_value, response_value = row.get(columns[0]), row.get(columns[1])
+    prompt = (_messages(prompt_value, columns[0]) if isinstance(prompt_value, list)
+              else [{"role": "user", "content": _text(prompt_value, columns[0])}])
+    if isinstance(response_value, list):  # TRL conversational completion: [{"role": "assistant", ...}]
+        msgs = _messages(response_value, columns[1])
+        if len(msgs) != 1 or msgs[0]["role"] != "assistant":
+            raise ValueError(f"{columns[1]} must hold exactly one assistant message")
+        response_value = msgs[0]["content"]
+    return Pair(prompt, _text(response_value, columns[1]))
+
+
+def load_pairs(spec: DatasetSpec) -> tuple[list[Pair], list[str]]:
+    """All good pairs and a description of each bad row (an error unless `on_bad_rows: skip`)."""
+    rows = load_rows(spec)
+    if not rows:
+        raise ConfigError(f"dataset {spec.path!r} has no rows")
+    columns = set(rows[0])
+    fmt = detect_format(columns, spec)
+    needed = _required_columns(fmt, spec, columns)
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise ConfigError(f"dataset {spec.path!r} ({fmt} format) is missing column(s) {missing}; it has {sorted(columns)}")
+    pairs, bad = [], []
+    for i, row in enumerate(rows):
+        try:
+            pairs.append(row_to_pair(row, fmt, needed))
+        except ValueError as exc:
+            bad.append(f"row {i}: {exc}")
+    if bad and spec.on_bad_rows == "error":
+        shown = "; ".join(bad[:5]) + (f"; ... ({len(bad)} bad rows)" if len(bad) > 5 else "")
+        raise ConfigError(f"dataset {spec.path!r} has bad rows: {shown} (set dataset.on_bad_rows: skip to drop them)")
+    return pairs, bad
+
+
+# ------------------------------------------------------------------------------------------- formatting
+
+
+def render(pair: Pair, tokenizer: Any, prompt_format: PromptFormat) -> tuple[str, int]:
+    """The full training text and the character offset where the response starts."""
+    if prompt_format == "plain":
+        if len(pair.prompt) != 1 or pair.prompt[0]["role"] != "user":
+            raise ValueError("the plain format takes a single user prompt (no system or earlier turns)")
+        prompt = pair.prompt[0]["content"]
+        return prompt + PLAIN_SEPARATOR + pair.response + tokenizer.eos_token, len(prompt)
+    prompt_text = tokenizer.apply_chat_template(pair.prompt, tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(pair.prompt + [{"role": "assistant", "content": pair.response}], tokenize=False)
+    if not full.startswith(prompt_text):
+        raise ValueError("the chat template renders the prompt differently once the response is added")
+    return full, len(prompt_text)
+
+
+def prompt_token_mask(offsets: list[tuple[int, int]], boundary: int) -> list[bool]:
+    mask: list[bool] = []
+    for start, end in offsets:
+        if start == end:  # zero-width (added special token): same side as the token before it
+            mask.append(mask[-1] if mask else True)
+        else:
+            mask.append(start < boundary)
+    return mask
+
+
+def encode_pair(pair: Pair, tokenizer: Any, prompt_format: PromptFormat) -> EncodedPair:
+    text, boundary = render(pair, tokenizer, prompt_format)
+    # The chat template writes its own special tokens; the plain format gets the tokenizer's usual ones (BOS).
+    enc = tokenizer(text, add_special_tokens=prompt_format == "plain", return_offsets_mapping=True)
+    mask = prompt_token_mask([tuple(o) for o in enc["offset_mapping"]], boundary)
+    encoded = EncodedPair(list(enc["input_ids"]), mask)
+    if encoded.n_prompt == 0 or encoded.n_response == 0:
+        raise ValueError("formats to a sequence without prompt or without response tokens")
+    return encoded
+
+
+def truncate(example: EncodedPair, max_length: int, policy: Truncation) -> EncodedPair | None:
+    """Apply the truncation policy; None means the example is dropped."""
+    if len(example.input_ids) <= max_length:
+        return example
+    if policy == "drop":
+        return None
+    cut = EncodedPair(example.input_ids[:max_length], example.prompt_mask[:max_length])
+    return cut if cut.n_response > 0 else None
+
+
+def generation_ratio(example: EncodedPair) -> float:
+    return example.n_response / example.n_prompt
+
+
+def keep_for_split(example: EncodedPair, split: CompletionSplit) -> bool:
+    if split == "all":
+        return True
+    short = generation_ratio(example) < 1.0
+    return short if split == "short" else not short
+
+
+def fingerprint_pairs(pairs: list[Pair], prompt_format: PromptFormat) -> str:
+    digest = hashlib.sha256(prompt_format.encode())
+    for p in pairs:
+        digest.update(json.dumps([p.prompt, p.response], ensure_ascii=False, sort_keys=True).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def prepare_data(
+    spec: DatasetSpec, tokenizer: Any, prompt_format: PromptFormat, max_length: int, truncation: Truncation = "drop"
+) -> PreparedData:
+    """Load, validate, format, tokenise, truncate and split: the examples every grid cell trains on."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigError("WIT training needs a fast tokenizer (it reads token offsets to find the prompt/response boundary)")
+    if prompt_format == "chat_template" and not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("the tokenizer has no chat template: set prompt_format: plain")
+    pairs, bad = load_pairs(spec)
+    stats = {"rows": len(pairs) + len(bad), "bad_rows": len(bad), "too_long": 0, "filtered_by_split": 0}
+    kept_pairs, examples = [], []
+    for i, pair in enumerate(pairs):
+        try:
+            encoded = encode_pair(pair, tokenizer, prompt_format)
+        except ValueError as exc:
+            if spec.on_bad_rows == "error":
+                raise ConfigError(f"dataset {spec.path!r}: pair {i} cannot be formatted: {exc}") from exc
+            bad.append(f"pair {i}: {exc}")
+            stats["bad_rows"] += 1
+            continue
+        encoded = truncate(encoded, max_length, truncation)
+        if encoded is None:
+            stats["too_long"] += 1
+            continue
+        if not keep_for_split(encoded, spec.completion_split):
+            stats["filtered_by_split"] += 1
+            continue
+        kept_pairs.append(pair)
+        examples.append(encoded)
+    stats["examples"] = len(examples)
+    if not examples:
+        raise ConfigError(f"no training examples left after filtering: {stats}")
+    stats["prompt_tokens"] = sum(e.n_prompt for e in examples)
+    stats["response_tokens"] = sum(e.n_response for e in examples)
+    return PreparedData(examples, fingerprint_pairs(kept_pairs, prompt_format), stats, bad)
