@@ -1,7 +1,9 @@
 """`evalsuite demo`: every stage that exists, end to end, on the embedded model.
 
-Stages so far: prepare the embedded model -> answer a handful of chat prompts through the chosen backend
--> score a small multiple-choice set by log-likelihood -> write everything under the output dir.
+Stages so far: prepare the embedded model -> train a small WIT grid (3 cells, a few steps each) on the
+project's demo instruction set -> answer a handful of chat prompts with the base model through the
+chosen backend -> score a small multiple-choice set by log-likelihood with the base model and every SFT
+cell -> write everything under the output dir. A re-run skips the cells already trained.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any, Callable
 from evalsuite.backends import GenerationRequest, LoglikelihoodRequest, load_backend, parse_backend_config
 from evalsuite.manifest import library_versions
 from evalsuite.models import DEFAULT_MODEL, prepare_model
+from evalsuite.training.config import SFTRunConfig, load_sft_config
+from evalsuite.training.sft import train_grid
 
 DEMO_PROMPTS = [
     "What is the capital of France?",
@@ -24,6 +28,9 @@ DEMO_PROMPTS = [
     "What is 12 multiplied by 7?",
     "Translate 'good morning' into Spanish.",
 ]
+
+# The demo's grid: completion-only (the convention), a prompt-weighted cell, and plain causal-LM loss.
+DEMO_CELLS = [(0.0, 1.0), (0.4, 1.0), (1.0, 1.0)]
 
 # (question, options, index of the correct option): scored by log-likelihood of " option".
 DEMO_MCQ = [
@@ -41,6 +48,7 @@ class DemoResult:
     backend: str
     generations: list[dict[str, Any]] = field(default_factory=list)
     mcq: list[dict[str, Any]] = field(default_factory=list)
+    sft_cells: list[dict[str, Any]] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -50,22 +58,29 @@ def run_demo(
     model: str = DEFAULT_MODEL,
     dtype: str = "auto",
     max_new_tokens: int = 64,
+    sft_steps: int = 3,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    log(f"[1/3] preparing model {model}")
+    log(f"[1/4] preparing model {model}")
     prepared = prepare_model(model) if not Path(model).is_dir() else None
     checkpoint = prepared.path if prepared else Path(model)
     timings["prepare_model"] = time.perf_counter() - t
     log(f"      checkpoint: {checkpoint} ({'cached' if prepared and prepared.cached else 'ready'})")
 
-    config = parse_backend_config({"kind": backend, "model": str(checkpoint), "dtype": dtype})
     result = DemoResult(out_dir=out_dir, checkpoint=checkpoint, backend=backend)
     t = time.perf_counter()
-    log(f"[2/3] answering {len(DEMO_PROMPTS)} prompts with the {backend} backend ({dtype})")
+    log(f"[2/4] WIT fine-tuning {len(DEMO_CELLS)} grid cells ({sft_steps} steps each) -> {out_dir / 'runs' / 'sft'}")
+    cells = train_grid(demo_sft_config(model, out_dir / "runs", sft_steps), DEMO_CELLS,
+                       retrain_changed=True, log=lambda msg: log(f"      {msg}"))
+    timings["sft_grid"] = time.perf_counter() - t
+
+    config = parse_backend_config({"kind": backend, "model": str(checkpoint), "dtype": dtype})
+    t = time.perf_counter()
+    log(f"[3/4] answering {len(DEMO_PROMPTS)} prompts with the {backend} backend ({dtype})")
     with load_backend(config) as engine:
         timings["load_backend"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -81,18 +96,42 @@ def run_demo(
         timings["generate"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        log(f"[3/3] scoring {len(DEMO_MCQ)} multiple-choice questions by log-likelihood")
-        ll_requests = [LoglikelihoodRequest(q, f" {opt}") for q, opts, _ in DEMO_MCQ for opt in opts]
-        scores = iter(engine.loglikelihood(ll_requests))
-        for question, options, gold in DEMO_MCQ:
-            logprobs = [next(scores).logprob for _ in options]
-            pred = max(range(len(options)), key=logprobs.__getitem__)
-            result.mcq.append({"question": question, "options": options, "logprobs": logprobs,
-                               "prediction": options[pred], "correct": pred == gold})
-        timings["loglikelihood"] = time.perf_counter() - t
+        log(f"[4/4] scoring {len(DEMO_MCQ)} multiple-choice questions by log-likelihood: base model and SFT cells")
+        result.mcq = score_mcq(engine)
+    # The SFT cells are scored with the hf backend: a vLLM engine per checkpoint would cost ~50 s each on CPU.
+    for cell in cells:
+        with load_backend(parse_backend_config({"kind": "hf", "model": str(cell.path), "dtype": dtype})) as cell_engine:
+            rows = score_mcq(cell_engine)
+        result.sft_cells.append({
+            "cell": cell.path.name, "path": str(cell.path), "final_loss": cell.manifest.metrics.get("final_loss"),
+            "mcq_accuracy": sum(r["correct"] for r in rows) / len(rows),
+            "mean_gold_logprob": sum(r["logprobs"][g] for r, (_, _, g) in zip(rows, DEMO_MCQ)) / len(rows),
+        })
+    timings["loglikelihood"] = time.perf_counter() - t
     result.timings_s = {k: round(v, 2) for k, v in timings.items()}
     _write(result, config.model_dump(mode="json"))
     return result
+
+
+def demo_sft_config(model: str, out: Path, steps: int) -> SFTRunConfig:
+    """The demo's SFT settings: the embedded instruction set, a few small steps, fp32 (this CPU class has
+    no native bf16), the paper's learning rate schedule otherwise."""
+    return load_sft_config(None, [
+        f"model={model}", f"output_dir={out}", "global_batch_size=4", "max_length=256", "precision=fp32",
+        "training.per_device_train_batch_size=4", f"training.max_steps={steps}", "training.warmup_steps=0",
+    ])
+
+
+def score_mcq(engine: Any) -> list[dict[str, Any]]:
+    ll_requests = [LoglikelihoodRequest(q, f" {opt}") for q, opts, _ in DEMO_MCQ for opt in opts]
+    scores = iter(engine.loglikelihood(ll_requests))
+    rows = []
+    for question, options, gold in DEMO_MCQ:
+        logprobs = [next(scores).logprob for _ in options]
+        pred = max(range(len(options)), key=logprobs.__getitem__)
+        rows.append({"question": question, "options": options, "logprobs": logprobs,
+                     "prediction": options[pred], "correct": pred == gold})
+    return rows
 
 
 def _write(result: DemoResult, backend_config: dict[str, Any]) -> None:
@@ -106,6 +145,7 @@ def _write(result: DemoResult, backend_config: dict[str, Any]) -> None:
         "checkpoint": str(result.checkpoint),
         "backend": backend_config,
         "mcq_accuracy": sum(r["correct"] for r in result.mcq) / max(len(result.mcq), 1),
+        "sft_cells": result.sft_cells,
         "timings_s": result.timings_s,
         "versions": library_versions(),
     }

@@ -108,15 +108,21 @@ def complete_checkpoints(work: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def _prepare_work_dir(work: Path, key: str, force: bool) -> Path | None:
-    """Create or reuse the work dir; the last complete checkpoint to resume from, if any."""
+def _prepare_work_dir(work: Path, key: str, *, fresh: bool, replace_changed: bool) -> Path | None:
+    """Create or reuse the work dir; the last complete checkpoint to resume from, if any. An interrupted
+    run with other settings is an error unless `replace_changed`; `fresh` always starts over."""
     key_file = work / RUN_KEY_FILE
-    if work.exists() and (force or not key_file.is_file() or json.loads(key_file.read_text()).get("run_key") != key):
-        if not force and key_file.is_file():
-            raise ConfigError(
-                f"{work} holds an interrupted run with different settings: re-run with --force to discard it"
-            )
-        shutil.rmtree(work)
+    if work.exists():
+        try:
+            saved = json.loads(key_file.read_text()).get("run_key")
+        except (OSError, ValueError):
+            saved = None  # no readable key: nothing trustworthy to resume
+        if fresh or saved != key:
+            if saved is not None and saved != key and not (fresh or replace_changed):
+                raise ConfigError(
+                    f"{work} holds an interrupted run with different settings: re-run with --force to discard it"
+                )
+            shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     key_file.write_text(json.dumps({"run_key": key}))
     good = complete_checkpoints(work)
@@ -153,9 +159,11 @@ def train_cell(
     data: PreparedData | None = None,
     tokenizer: Any = None,
     force: bool = False,
+    retrain_changed: bool = False,
     log: Log = logger.info,
 ) -> CellResult:
-    """Train (or skip, or resume) the cell `config.lambda_p, config.lambda_r`."""
+    """Train (or skip, or resume) the cell `config.lambda_p, config.lambda_r`. A finished cell trained
+    with other settings is an error, unless `retrain_changed` (or `force`, which retrains every cell)."""
     from evalsuite.training.trainer import WITConfig, WITTrainer
 
     base = base or resolve_base(config)
@@ -171,9 +179,11 @@ def train_cell(
         if existing.hyperparameters.get("run_key") == key:
             log(f"{name}: already trained, skipping ({out})")
             return CellResult(out, True, existing)
-        raise ConfigError(f"{out} was trained with different settings: use --force to retrain, or another output_dir")
+        if not retrain_changed:
+            raise ConfigError(f"{out} was trained with different settings: use --force to retrain, or another output_dir")
+        log(f"{name}: trained with different settings, retraining")
 
-    resume = _prepare_work_dir(work, key, force)
+    resume = _prepare_work_dir(work, key, fresh=force, replace_changed=retrain_changed)
     dtype, autocast = torch_dtype_and_autocast(config.precision)
     args = WITConfig(
         output_dir=str(work),
@@ -295,6 +305,7 @@ def train_grid(
     cells: list[tuple[float, float]],
     *,
     force: bool = False,
+    retrain_changed: bool = False,
     log: Log = logger.info,
 ) -> list[CellResult]:
     """Train every cell in order from the same base, data and settings. Finished cells are skipped, an
@@ -307,5 +318,5 @@ def train_grid(
     for i, (lp, lr) in enumerate(cells, 1):
         log(f"[cell {i}/{len(cells)}] lambda_p={lp:g} lambda_r={lr:g}")
         results.append(train_cell(config.with_cell(lp, lr), base=base, data=data, tokenizer=tokenizer,
-                                  force=force, log=log))
+                                  force=force, retrain_changed=retrain_changed, log=log))
     return results
