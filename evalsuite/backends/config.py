@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from evalsuite.configfile import load_config_file, validation_problems
 from evalsuite.errors import ConfigError
+
+__all__ = ["load_config_file", "parse_backend_config"]
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
@@ -74,23 +75,4 @@ def parse_backend_config(data: dict[str, Any]) -> HFConfig | VLLMConfig | OpenAI
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'backend'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid backend config: {problems}") from None
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a mapping, with clear errors."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config {path} must be a mapping at the top level")
-    return data
+        raise ConfigError(f"invalid backend config: {validation_problems(exc, 'backend')}") from None

@@ -14,9 +14,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from evalsuite.configfile import load_config_file, validation_problems
 from evalsuite.errors import ConfigError
 from evalsuite.models.embedded import DEFAULT_MODEL
-from evalsuite.training.data import DEMO_INSTRUCTIONS, DatasetSpec, PromptFormat, Truncation
+from evalsuite.training.data import DatasetSpec, PromptFormat, Truncation
 
 # WIT paper (arXiv 2507.07817) SFT settings: lr 2e-5, weight decay 0.1, cosine schedule with 1% warm-up,
 # no packing, seed 23, global batch 64; 2 epochs is their Alpaca-Cleaned setting.
@@ -66,7 +67,7 @@ class SFTRunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(default=DEFAULT_MODEL, description="embedded model name, HF checkpoint dir, or .gguf")
-    dataset: DatasetSpec = Field(default_factory=lambda: DatasetSpec(path=str(DEMO_INSTRUCTIONS)))
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
     output_dir: Path = Path("runs/wit")
     prompt_format: PromptFormat = "chat_template"
     max_length: int = Field(default=1024, ge=8)
@@ -163,21 +164,10 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 
 def load_sft_config(path: Path | None, overrides: list[str] | None = None) -> SFTRunConfig:
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} not found") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping")
-        data = loaded or {}
+    data = load_config_file(path) if path is not None else {}
     for override in overrides or []:
         apply_override(data, override)
     try:
         return SFTRunConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(x) for x in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"invalid config{f' {path}' if path else ''}: " + "; ".join(lines)) from exc
+        raise ConfigError(f"invalid config{f' {path}' if path else ''}: {validation_problems(exc, 'config')}") from None

@@ -50,7 +50,8 @@ class DatasetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    path: str = Field(description="JSON/JSONL/Parquet file, a dataset folder, or a Hugging Face hub id")
+    path: str = Field(default=str(DEMO_INSTRUCTIONS),
+                      description="JSON/JSONL/Parquet file, a dataset folder, or a Hugging Face hub id")
     split: str = "train"
     format: DataFormat = "auto"
     prompt_column: str | None = None

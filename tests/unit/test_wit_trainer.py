@@ -3,7 +3,6 @@ data parallelism (the count is global), and its loss equals `wit_loss` on the mo
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
