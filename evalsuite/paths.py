@@ -41,6 +41,24 @@ def staged_dir(dest: Path) -> Iterator[Path]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextmanager
+def dir_lock(dest: Path) -> Iterator[None]:
+    """An exclusive advisory lock (flock) for building `dest`, held for the block: processes that would
+    build the same directory take turns, so the later ones find it built. The lock file lives in the
+    cache (`locks/`), not beside `dest`."""
+    import fcntl
+
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(dest.expanduser().resolve()).encode()).hexdigest()[:24]
+    with open(locks / f"{key}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:

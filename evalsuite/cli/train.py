@@ -36,10 +36,11 @@ def _load(config: Path | None, out: Path | None, overrides: list[str] | None):
 
 
 def _summary(results: list) -> None:
-    table = Table("cell", "status", "final loss", "steps", "tokens", "wall s", "path")
+    table = Table("cell", "status", "final loss", "steps", "tokens", "wall s")
+    table.add_column("path", overflow="fold")
     for r in results:
         m = r.manifest.metrics
-        table.add_row(r.path.name, "skipped (done)" if r.skipped else "trained", f"{m.get('final_loss') or 0:.4f}",
+        table.add_row(r.path.name, "skipped" if r.skipped else "trained", f"{m.get('final_loss') or 0:.4f}",
                       str(m.get("steps")), str(m.get("tokens_seen")), str(m.get("wall_time_s")), escape(str(r.path)))
     console.print(table)
 

@@ -21,7 +21,7 @@ from evalsuite.errors import CheckpointError, EvalsuiteError
 from evalsuite.manifest import CheckpointManifest, read_manifest, write_manifest
 from evalsuite.models.checkpoint import CHECKPOINT_FILE_SUFFIXES, check_checkpoint_dir, first_line
 from evalsuite.models.embedded import EMBEDDED_MODELS
-from evalsuite.paths import fingerprint_dir, models_cache_dir, sha256_file, staged_dir
+from evalsuite.paths import dir_lock, fingerprint_dir, models_cache_dir, sha256_file, staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +139,18 @@ def prepare_model(
     explicit_dest = dest is not None
     dest = Path(dest).expanduser() if dest else default_dest(source, dtype)
 
-    existing = _reusable(dest, source, dtype)
-    if existing is not None and not force:
-        return PreparedModel(dest, existing, cached=True)
-    # The cache may be refreshed freely; a directory the user named is only replaced when asked.
-    if explicit_dest and dest.exists() and any(dest.iterdir()) and not force:
-        raise EvalsuiteError(f"{dest} already holds something else; choose another --dest or pass --force")
+    # One preparer per destination: `accelerate launch` starts N processes that all resolve the model.
+    with dir_lock(dest):
+        existing = _reusable(dest, source, dtype)
+        if existing is not None and not force:
+            return PreparedModel(dest, existing, cached=True)
+        # The cache may be refreshed freely; a directory the user named is only replaced when asked.
+        if explicit_dest and dest.exists() and any(dest.iterdir()) and not force:
+            raise EvalsuiteError(f"{dest} already holds something else; choose another --dest or pass --force")
+        return _convert(source, dest, dtype, trust_remote_code)
 
+
+def _convert(source: Source, dest: Path, dtype: PrepareDType, trust_remote_code: bool) -> PreparedModel:
     torch_dtype = TORCH_DTYPES[DTYPES[dtype]]
     model, tokenizer = _load_source(source, torch_dtype, trust_remote_code)
     _set_context_length(tokenizer, model)

@@ -27,7 +27,8 @@ def test_three_cell_grid_on_smollm2(smollm2_dir, tmp_path):
     for cell in cells:
         m = read_manifest(cell.path)
         assert m.stage == "sft" and m.parent == str(smollm2_dir.resolve()) and m.prompt_format == "chat_template"
-        assert m.metrics["steps"] == 2 and m.source["data_stats"]["examples"] == 16
+        stats = m.source["data_stats"]
+        assert m.metrics["steps"] == 2 and stats["rows"] == 16 and stats["examples"] + stats["too_long"] == 16
         losses.append(m.metrics["train_loss"])
         with load_backend(HFConfig(model=str(cell.path), dtype="float32")) as engine:
             (ll,) = engine.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])

@@ -83,3 +83,23 @@ def test_unknown_name_and_missing_package(monkeypatch):
         prepare_model("smollm2-135m-instruct")
     with pytest.raises(EvalsuiteError, match="unknown dtype"):
         prepare_model("smollm2-135m-instruct", dtype="int4")
+
+
+def test_dir_lock_makes_concurrent_preparers_take_turns(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from evalsuite.paths import dir_lock
+
+    dest = tmp_path / "model"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from evalsuite.paths import dir_lock\n"
+        f"with dir_lock(Path({str(dest)!r})):\n    print('held', flush=True); time.sleep(1.5)\n")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    start = time.perf_counter()
+    with dir_lock(dest):
+        waited = time.perf_counter() - start
+    holder.wait()
+    assert waited > 0.5
