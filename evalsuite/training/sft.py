@@ -49,14 +49,13 @@ class BaseCheckpoint:
     name: str  # as the user wrote it
     path: Path
     fingerprint: str
-    prompt_format: str
 
 
 def resolve_base(config: SFTRunConfig) -> BaseCheckpoint:
     from evalsuite.models import resolve_model
 
     path = check_checkpoint_dir(resolve_model(config.model))
-    return BaseCheckpoint(config.model, path, fingerprint_dir(path, CHECKPOINT_FILE_SUFFIXES), config.prompt_format)
+    return BaseCheckpoint(config.model, path, fingerprint_dir(path, CHECKPOINT_FILE_SUFFIXES))
 
 
 def torch_dtype_and_autocast(precision: str) -> tuple[torch.dtype, bool]:
@@ -148,6 +147,10 @@ def load_tokenizer(base: BaseCheckpoint, trust_remote_code: bool = False):
     return tok
 
 
+def config_data(config: SFTRunConfig, tokenizer: Any) -> PreparedData:
+    return prepare_data(config.dataset, tokenizer, config.prompt_format, config.max_length, config.truncation)
+
+
 def _json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
@@ -168,7 +171,7 @@ def train_cell(
 
     base = base or resolve_base(config)
     tokenizer = tokenizer or load_tokenizer(base, config.trust_remote_code)
-    data = data or prepare_data(config.dataset, tokenizer, config.prompt_format, config.max_length, config.truncation)
+    data = data or config_data(config, tokenizer)
     name = cell_name(config.lambda_p, config.lambda_r)
     out = config.output_dir / "sft" / name
     work = config.output_dir / "sft" / ".work" / name
@@ -312,7 +315,7 @@ def train_grid(
     interrupted one resumes; the data is tokenised once for all cells."""
     base = resolve_base(config)
     tokenizer = load_tokenizer(base, config.trust_remote_code)
-    data = prepare_data(config.dataset, tokenizer, config.prompt_format, config.max_length, config.truncation)
+    data = config_data(config, tokenizer)
     log(f"data: {data.stats}")
     results = []
     for i, (lp, lr) in enumerate(cells, 1):

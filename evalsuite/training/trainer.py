@@ -36,7 +36,6 @@ class WITConfig(SFTConfig):
             raise ValueError("WITTrainer does not pack or run padding-free (the paper trains without packing)")
         # Tokenised, masked data comes from evalsuite.training.data; TRL must not re-prepare it.
         self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
-        self.average_tokens_across_devices = True
         super().__post_init__()
 
 
