@@ -1,0 +1,157 @@
+"""Preference data for DPO: prompt / chosen / rejected, formatted exactly as the SFT cell formatted prompts.
+
+Layouts read:
+  * plain: `prompt`, `chosen`, `rejected` strings;
+  * conversational: `prompt` a message list, `chosen` / `rejected` one-message assistant lists (TRL's
+    layout), or `chosen` / `rejected` full conversations whose last turn is the assistant's and whose earlier
+    turns are the prompt (binarized UltraFeedback: `prompt` is then the first user turn as a string and is
+    superseded by the conversation).
+
+Each pair is rendered with the same `render`/`encode_pair` the SFT data uses (chat template or the plain
+`prompt + " " + response + eos`), so the DPO prompt tokens are exactly the tokens the SFT cell trained on.
+The prompt is the longest common token prefix of the chosen and rejected encodings' prompt parts; the
+rest of each sequence is its completion (what TRL's DPO collator expects as prompt_ids / chosen_ids /
+rejected_ids).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from evalsuite.errors import ConfigError
+from evalsuite.training.data import DatasetSpec, Messages, Pair, PromptFormat, _messages, _text, encode_pair, load_rows
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    prompt: Messages
+    chosen: str
+    rejected: str
+
+
+@dataclass
+class EncodedPreference:
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+
+@dataclass
+class PreparedPreferences:
+    examples: list[EncodedPreference]
+    fingerprint: str
+    stats: dict[str, int] = field(default_factory=dict)
+    bad_rows: list[str] = field(default_factory=list)
+
+    def to_dataset(self):
+        from datasets import Dataset
+
+        return Dataset.from_dict({
+            "prompt_ids": [e.prompt_ids for e in self.examples],
+            "chosen_ids": [e.chosen_ids for e in self.examples],
+            "rejected_ids": [e.rejected_ids for e in self.examples],
+        })
+
+
+def _answer(value: Any, what: str) -> tuple[Messages | None, str]:
+    """A completion as (earlier turns or None, assistant text)."""
+    if isinstance(value, str):
+        return None, _text(value, what)
+    msgs = _messages(value, what)
+    if msgs[-1]["role"] != "assistant":
+        raise ValueError(f"{what}: the last message is not the assistant's")
+    return (msgs[:-1] or None), _text(msgs[-1]["content"], f"{what} answer")
+
+
+def row_to_preference(row: dict[str, Any]) -> PreferencePair:
+    chosen_ctx, chosen = _answer(row.get("chosen"), "chosen")
+    rejected_ctx, rejected = _answer(row.get("rejected"), "rejected")
+    if chosen_ctx is not None or rejected_ctx is not None:
+        # Full conversations (UltraFeedback binarized): the shared earlier turns are the prompt.
+        if chosen_ctx != rejected_ctx:
+            raise ValueError("chosen and rejected conversations have different prompts")
+        prompt = chosen_ctx
+    elif isinstance(row.get("prompt"), list):
+        prompt = _messages(row["prompt"], "prompt")
+    else:
+        prompt = [{"role": "user", "content": _text(row.get("prompt"), "prompt")}]
+    if not any(m["role"] == "user" for m in prompt):
+        raise ValueError("the prompt has no user message")
+    if chosen == rejected:
+        raise ValueError("chosen and rejected are identical")
+    return PreferencePair(prompt, chosen, rejected)
+
+
+def load_preferences(spec: DatasetSpec) -> tuple[list[PreferencePair], list[str]]:
+    rows = load_rows(spec)
+    if not rows:
+        raise ConfigError(f"preference dataset {spec.path!r} has no rows")
+    columns = set(rows[0])
+    missing = [c for c in ("chosen", "rejected") if c not in columns]
+    if missing or ("prompt" not in columns and not all(isinstance(rows[0].get(c), list) for c in ("chosen", "rejected"))):
+        raise ConfigError(
+            f"preference dataset {spec.path!r} needs columns prompt, chosen, rejected (or chosen/rejected "
+            f"conversations); it has {sorted(columns)}"
+        )
+    pairs, bad = [], []
+    for i, row in enumerate(rows):
+        try:
+            pairs.append(row_to_preference(row))
+        except ValueError as exc:
+            bad.append(f"row {i}: {exc}")
+    if bad and spec.on_bad_rows == "error":
+        shown = "; ".join(bad[:5]) + (f"; ... ({len(bad)} bad rows)" if len(bad) > 5 else "")
+        raise ConfigError(f"preference dataset {spec.path!r} has bad rows: {shown} (set on_bad_rows: skip to drop them)")
+    return pairs, bad
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def encode_preference(pair: PreferencePair, tokenizer: Any, prompt_format: PromptFormat) -> EncodedPreference:
+    chosen = encode_pair(Pair(pair.prompt, pair.chosen), tokenizer, prompt_format)
+    rejected = encode_pair(Pair(pair.prompt, pair.rejected), tokenizer, prompt_format)
+    n = min(chosen.n_prompt, rejected.n_prompt, common_prefix(chosen.input_ids, rejected.input_ids))
+    if n == 0:
+        raise ValueError("chosen and rejected share no prompt tokens")
+    return EncodedPreference(chosen.input_ids[:n], chosen.input_ids[n:], rejected.input_ids[n:])
+
+
+def prepare_preferences(
+    spec: DatasetSpec, tokenizer: Any, prompt_format: PromptFormat, max_length: int
+) -> PreparedPreferences:
+    """Load, validate and encode preference pairs in the SFT cell's prompt format. A pair longer than
+    `max_length` (prompt + the longer completion) is dropped and counted."""
+    pairs, bad = load_preferences(spec)
+    stats = {"rows": len(pairs) + len(bad), "bad_rows": len(bad), "too_long": 0}
+    examples, kept = [], []
+    for i, pair in enumerate(pairs):
+        try:
+            enc = encode_preference(pair, tokenizer, prompt_format)
+        except ValueError as exc:
+            if spec.on_bad_rows == "error":
+                raise ConfigError(f"preference dataset {spec.path!r}: pair {i} cannot be formatted: {exc}") from exc
+            bad.append(f"pair {i}: {exc}")
+            stats["bad_rows"] += 1
+            continue
+        if len(enc.prompt_ids) + max(len(enc.chosen_ids), len(enc.rejected_ids)) > max_length:
+            stats["too_long"] += 1
+            continue
+        examples.append(enc)
+        kept.append(pair)
+    stats["examples"] = len(examples)
+    if not examples:
+        raise ConfigError(f"no preference pairs left after filtering: {stats}")
+    digest = hashlib.sha256(prompt_format.encode())
+    for p in kept:
+        digest.update(json.dumps([p.prompt, p.chosen, p.rejected], ensure_ascii=False, sort_keys=True).encode() + b"\n")
+    return PreparedPreferences(examples, digest.hexdigest(), stats, bad)
