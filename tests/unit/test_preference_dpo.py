@@ -1,0 +1,75 @@
+"""Preference data in the SFT cell's format, and TRL DPO on it (issue 4, work in progress)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from evalsuite.errors import ConfigError
+from evalsuite.training.data import DatasetSpec
+from evalsuite.training.preference import prepare_preferences
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_layouts_encode_to_the_sft_prompt_tokens(tok, tmp_path):
+    from evalsuite.training.data import Pair, encode_pair
+
+    plain = _write(tmp_path / "a.jsonl", [{"prompt": "Pick", "chosen": "A", "rejected": "B"}])
+    trl = _write(tmp_path / "b.jsonl", [{"prompt": [{"role": "user", "content": "Pick"}],
+                                         "chosen": [{"role": "assistant", "content": "A"}],
+                                         "rejected": [{"role": "assistant", "content": "B"}]}])
+    uf = _write(tmp_path / "c.jsonl", [{"prompt": "Pick",
+                                        "chosen": [{"role": "user", "content": "Pick"}, {"role": "assistant", "content": "A"}],
+                                        "rejected": [{"role": "user", "content": "Pick"}, {"role": "assistant", "content": "B"}]}])
+    for fmt in ("chat_template", "plain"):
+        sft = encode_pair(Pair([{"role": "user", "content": "Pick"}], "A"), tok, fmt)
+        sft_prompt = [i for i, m in zip(sft.input_ids, sft.prompt_mask) if m]
+        encoded = [prepare_preferences(DatasetSpec(path=str(p)), tok, fmt, 64).examples[0] for p in (plain, trl, uf)]
+        assert all(e == encoded[0] for e in encoded)
+        assert encoded[0].prompt_ids == sft_prompt
+        assert encoded[0].prompt_ids + encoded[0].chosen_ids == sft.input_ids
+
+
+def test_bad_preference_rows(tok, tmp_path):
+    path = _write(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "same", "rejected": "same"}])
+    with pytest.raises(ConfigError, match="identical"):
+        prepare_preferences(DatasetSpec(path=str(path)), tok, "plain", 64)
+    path = _write(tmp_path / "e.jsonl", [{"prompt": "q", "answer": "x"}])
+    with pytest.raises(ConfigError, match="needs columns prompt, chosen, rejected"):
+        prepare_preferences(DatasetSpec(path=str(path)), tok, "plain", 64)
+
+
+def test_dpo_on_pretokenised_pairs_raises_margin_and_keeps_reference(tiny_model_dir, tok, tmp_path):
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig
+
+    from evalsuite.training.dpo_trainer import EvalsuiteDPOTrainer
+
+    rows = [{"prompt": f"Is {i} even?", "chosen": "yes" if i % 2 == 0 else "no",
+             "rejected": "no" if i % 2 == 0 else "yes"} for i in range(16)]
+    data = prepare_preferences(DatasetSpec(path=str(_write(tmp_path / "p.jsonl", rows))), tok, "chat_template", 128)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ref_before = {k: v.clone() for k, v in ref.state_dict().items()}
+    args = DPOConfig(output_dir=str(tmp_path / "out"), report_to="none", max_steps=8, per_device_train_batch_size=8,
+                     learning_rate=1e-3, logging_steps=1, save_strategy="no", bf16=False, use_cpu=True,
+                     gradient_checkpointing=False, dataloader_pin_memory=False, seed=0)
+    trainer = EvalsuiteDPOTrainer(model, ref_model=ref, args=args, train_dataset=data.to_dataset(), processing_class=tok)
+    trainer.train()
+    margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
+    assert max(margins[-4:]) > margins[0] + 0.05
+    assert all(torch.equal(ref_before[k], v) for k, v in ref.state_dict().items())
