@@ -1,45 +1,35 @@
-"""Train one (λp, λr) cell, or a grid of them, into `OUT/sft/lp{λp}_lr{λr}/`.
-
-Durability: a cell trains inside `OUT/sft/.work/<cell>/`, checkpointing every `save_steps`; the
-finished checkpoint is moved into `OUT/sft/<cell>/` in one rename, with `evalsuite.json` written
-before the move. So a cell dir with a manifest is always complete, a re-run skips it (after checking
-it was trained with the same settings), and an interrupted cell resumes from its last complete
-checkpoint (one whose `trainer_state.json`, written last by `Trainer`, parses).
-"""
+"""Train one (λp, λr) cell, or a grid of them, into `OUT/sft/lp{λp}_lr{λr}/` (the cell life cycle:
+work dir, resume, atomic publish, is `evalsuite.training.cells`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from transformers import TrainerCallback
 
 from evalsuite.errors import ConfigError
-from evalsuite.manifest import CheckpointManifest, read_manifest, write_manifest
+from evalsuite.manifest import CheckpointManifest
 from evalsuite.models.checkpoint import CHECKPOINT_FILE_SUFFIXES, check_checkpoint_dir
 from evalsuite.paths import fingerprint_dir
+from evalsuite.training.cells import (
+    CellDirs,
+    CellResult,
+    Log,
+    WallClock,
+    finished,
+    prepare_work_dir,
+    run_key,
+    train_and_publish,
+)
 from evalsuite.training.config import SFTRunConfig, cell_name
 from evalsuite.training.data import PreparedData, prepare_data
 
 logger = logging.getLogger(__name__)
-RUN_KEY_FILE = "evalsuite-run-key.json"
-TRAIN_LOG_CSV = "train_log.csv"
-Log = Callable[[str], None]
-
-
-@dataclass
-class CellResult:
-    path: Path
-    skipped: bool
-    manifest: CheckpointManifest
 
 
 @dataclass
@@ -66,13 +56,6 @@ def torch_dtype_and_autocast(precision: str) -> tuple[torch.dtype, bool]:
             "bf16-autocast": (torch.float32, True)}[precision]
 
 
-def run_key(config: SFTRunConfig, base: BaseCheckpoint, data_fingerprint: str) -> str:
-    """What makes two trainings of a cell the same: everything except where the output goes."""
-    payload = config.model_dump(mode="json", exclude={"output_dir"})
-    payload.update(base_fingerprint=base.fingerprint, data_fingerprint=data_fingerprint)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
 def device_defaults() -> dict[str, Any]:
     """Without an accelerator, Trainer must be told it is on CPU, else `torchrun`/`accelerate launch`
     processes silently train as independent single processes (accelerate only sets up gloo DDP for cpu)."""
@@ -95,47 +78,14 @@ def gradient_accumulation(config: SFTRunConfig) -> int:
     return config.global_batch_size // per_step
 
 
-def complete_checkpoints(work: Path) -> list[Path]:
-    """Checkpoints `Trainer` finished writing, oldest first."""
-    done = []
-    for ckpt in work.glob("checkpoint-*"):
-        try:
-            json.loads((ckpt / "trainer_state.json").read_text())
-            done.append(ckpt)
-        except (OSError, ValueError):
-            continue
-    return sorted(done, key=lambda p: int(p.name.split("-")[-1]))
+DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
 
 
-def _prepare_work_dir(work: Path, key: str, *, fresh: bool, replace_changed: bool) -> Path | None:
-    """Create or reuse the work dir; the last complete checkpoint to resume from, if any. An interrupted
-    run with other settings is an error unless `replace_changed`; `fresh` always starts over."""
-    key_file = work / RUN_KEY_FILE
-    if work.exists():
-        try:
-            saved = json.loads(key_file.read_text()).get("run_key")
-        except (OSError, ValueError):
-            saved = None  # no readable key: nothing trustworthy to resume
-        if fresh or saved != key:
-            if saved is not None and saved != key and not (fresh or replace_changed):
-                raise ConfigError(
-                    f"{work} holds an interrupted run with different settings: re-run with --force to discard it"
-                )
-            shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(json.dumps({"run_key": key}))
-    good = complete_checkpoints(work)
-    for stale in work.glob("checkpoint-*"):  # killed mid-save: Trainer cannot resume from these
-        if stale not in good:
-            shutil.rmtree(stale, ignore_errors=True)
-    return good[-1] if good else None
-
-
-def _load_model(base: BaseCheckpoint, dtype: torch.dtype, trust_remote_code: bool):
+def load_model(path: Path, dtype: torch.dtype, trust_remote_code: bool):
     from transformers import AutoModelForCausalLM
 
     # Load in the training dtype directly: casting after load would also round the RoPE buffers.
-    return AutoModelForCausalLM.from_pretrained(str(base.path), dtype=dtype, trust_remote_code=trust_remote_code)
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 def load_tokenizer(base: BaseCheckpoint, trust_remote_code: bool = False):
@@ -172,24 +122,16 @@ def train_cell(
     base = base or resolve_base(config)
     tokenizer = tokenizer or load_tokenizer(base, config.trust_remote_code)
     data = data or config_data(config, tokenizer)
-    name = cell_name(config.lambda_p, config.lambda_r)
-    out = config.output_dir / "sft" / name
-    work = config.output_dir / "sft" / ".work" / name
-    key = run_key(config, base, data.fingerprint)
+    dirs = CellDirs.of(config.output_dir, "sft", cell_name(config.lambda_p, config.lambda_r))
+    key = run_key({**config.model_dump(mode="json", exclude={"output_dir"}),
+                   "base_fingerprint": base.fingerprint, "data_fingerprint": data.fingerprint})
+    if (done := finished(dirs, key, force=force, retrain_changed=retrain_changed, log=log)) is not None:
+        return done
 
-    existing = read_manifest(out) if out.is_dir() else None
-    if existing is not None and not force:
-        if existing.hyperparameters.get("run_key") == key:
-            log(f"{name}: already trained, skipping ({out})")
-            return CellResult(out, True, existing)
-        if not retrain_changed:
-            raise ConfigError(f"{out} was trained with different settings: use --force to retrain, or another output_dir")
-        log(f"{name}: trained with different settings, retraining")
-
-    resume = _prepare_work_dir(work, key, fresh=force, replace_changed=retrain_changed)
+    resume = prepare_work_dir(dirs.work, key, fresh=force, replace_changed=retrain_changed)
     dtype, autocast = torch_dtype_and_autocast(config.precision)
     args = WITConfig(
-        output_dir=str(work),
+        output_dir=str(dirs.work),
         seed=config.seed,
         data_seed=config.seed,
         lambda_p=config.lambda_p,
@@ -200,39 +142,20 @@ def train_cell(
         include_num_input_tokens_seen="non_padding",
         **{**device_defaults(), **config.training_args()},
     )
-    peft_config = None
-    if config.lora is not None:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                                 target_modules=config.lora.target_modules, task_type="CAUSAL_LM")
-    model = _load_model(base, dtype, config.trust_remote_code)
-    wall = _WallClock(work)
-    trainer = WITTrainer(model, args=args, processing_class=tokenizer, train_dataset=data.to_dataset(),
-                         peft_config=peft_config, callbacks=[wall])
-    log(f"{name}: training {len(data.examples)} examples, {config.global_batch_size} per step"
+    wall = WallClock(dirs.work)
+    trainer = WITTrainer(load_model(base.path, dtype, config.trust_remote_code), args=args, processing_class=tokenizer,
+                         train_dataset=data.to_dataset(), peft_config=lora_config(config.lora), callbacks=[wall])
+    log(f"{dirs.name}: training {len(data.examples)} examples, {config.global_batch_size} per step"
         + (f", resuming from {resume.name}" if resume else ""))
-    wall.start(resume)
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    elapsed = wall.total()
 
-    final = work / "final"
-    if final.exists() and trainer.accelerator.is_main_process:
-        shutil.rmtree(final)
-    trainer.accelerator.wait_for_everyone()
-    _save_final(trainer, final, lora=peft_config is not None)
-    manifest = None
-    if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(final))
-        history = trainer.state.log_history
-        _write_log_csv(history, final / TRAIN_LOG_CSV)
-        step_losses = [h["loss"] for h in history if "loss" in h]
-        manifest = CheckpointManifest(
+    def manifest(result: Any, elapsed: float) -> CheckpointManifest:
+        step_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        return CheckpointManifest(
             stage="sft",
             base_model=base.name,
             parent=str(base.path.resolve()),
             prompt_format=config.prompt_format,
-            dtype={torch.float32: "float32", torch.bfloat16: "bfloat16"}[dtype],
+            dtype=DTYPE_NAMES[dtype],
             source={"dataset": config.dataset.model_dump(mode="json"), "dataset_fingerprint": data.fingerprint,
                     "data_stats": data.stats, "base_fingerprint": base.fingerprint},
             hyperparameters=_json_safe({
@@ -253,54 +176,18 @@ def train_cell(
             },
             cell={"lambda_p": config.lambda_p, "lambda_r": config.lambda_r},
         )
-        write_manifest(final, manifest)
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        final.rename(out)  # one rename: the cell dir appears complete or not at all
-        shutil.rmtree(work, ignore_errors=True)
-        log(f"{name}: done in {elapsed:.0f}s, final loss {manifest.metrics['final_loss']}, -> {out}")
-    trainer.accelerator.wait_for_everyone()
-    return CellResult(out, False, manifest or read_manifest(out))
+
+    return train_and_publish(trainer, dirs, resume, wall, tokenizer=tokenizer, lora=config.lora is not None,
+                             manifest=manifest, log=log)
 
 
-def _save_final(trainer: Any, final: Path, lora: bool) -> None:
-    if not lora:
-        trainer.save_model(str(final))
-        return
-    # LoRA: keep the adapter, and save merged weights so every backend (vLLM included) loads the cell as is.
-    trainer.save_model(str(final / "adapter"))
-    if trainer.accelerator.is_main_process:
-        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-        merged.save_pretrained(str(final), safe_serialization=True)
+def lora_config(lora: Any):
+    if lora is None:
+        return None
+    from peft import LoraConfig
 
-
-def _write_log_csv(history: list[dict[str, Any]], path: Path) -> None:
-    import pandas as pd
-
-    pd.DataFrame(history).to_csv(path, index=False)
-
-
-class _WallClock(TrainerCallback):
-    """Training wall time summed over interrupted attempts: saved beside each checkpoint."""
-
-    FILE = "evalsuite-wall-time.json"
-
-    def __init__(self, work: Path) -> None:
-        self.work, self.before, self.t0 = work, 0.0, time.perf_counter()
-
-    def start(self, resume: Path | None) -> None:
-        self.t0 = time.perf_counter()
-        if resume is not None and (resume / self.FILE).is_file():
-            self.before = json.loads((resume / self.FILE).read_text())["seconds"]
-
-    def total(self) -> float:
-        return self.before + time.perf_counter() - self.t0
-
-    def on_save(self, args, state, control, **kwargs):
-        ckpt = self.work / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir() and state.is_world_process_zero:
-            (ckpt / self.FILE).write_text(json.dumps({"seconds": self.total()}))
+    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                      target_modules=lora.target_modules, task_type="CAUSAL_LM")
 
 
 def train_grid(

@@ -181,7 +181,8 @@ def test_cli_reports_config_errors_in_one_line(tmp_path):
 
 
 def test_interrupted_run_with_other_settings_is_not_resumed(tiny_model_dir, tmp_path):
-    from evalsuite.training.sft import RUN_KEY_FILE, train_cell
+    from evalsuite.training.cells import RUN_KEY_FILE
+    from evalsuite.training.sft import train_cell
 
     cfg = load_sft_config(None, _overrides(tiny_model_dir, _data(tmp_path), tmp_path / "out", steps=1))
     work = tmp_path / "out" / "sft" / ".work" / "lp0_lr1"
