@@ -107,17 +107,20 @@ class SFTRunConfig(BaseModel):
         return SFTRunConfig.model_validate({**self.model_dump(), "lambda_p": lambda_p, "lambda_r": lambda_r})
 
 
-def check_training_fields(training: dict[str, Any]) -> None:
-    from evalsuite.training.trainer import WITConfig
-
-    known = {f.name for f in dataclasses.fields(WITConfig)}
+def check_training_fields(training: dict[str, Any], config_cls: type | None = None,
+                          reserved: dict[str, str] | None = None) -> None:
+    """Every `training:` key must be a field of `config_cls` (default WITConfig) and not one evalsuite sets."""
+    if config_cls is None:
+        from evalsuite.training.trainer import WITConfig as config_cls
+    reserved = RESERVED_TRAINING_FIELDS if reserved is None else reserved
+    known = {f.name for f in dataclasses.fields(config_cls)}
     for key in training:
-        if key in RESERVED_TRAINING_FIELDS:
-            raise ValueError(f"training.{key} is set by evalsuite: use {RESERVED_TRAINING_FIELDS[key]} instead")
+        if key in reserved:
+            raise ValueError(f"training.{key} is set by evalsuite: use {reserved[key]} instead")
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ValueError(f"training.{key} is not an SFTConfig/TrainingArguments field{hint}")
+            raise ValueError(f"training.{key} is not a {config_cls.__name__}/TrainingArguments field{hint}")
 
 
 def cell_name(lambda_p: float, lambda_r: float) -> str:

@@ -73,3 +73,32 @@ def test_dpo_on_pretokenised_pairs_raises_margin_and_keeps_reference(tiny_model_
     margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
     assert max(margins[-4:]) > margins[0] + 0.05
     assert all(torch.equal(ref_before[k], v) for k, v in ref.state_dict().items())
+
+
+def test_dpo_cell_lineage_and_bad_parents(tiny_model_dir, tmp_path):
+    from evalsuite.manifest import read_manifest
+    from evalsuite.training.config import load_sft_config
+    from evalsuite.training.dpo import DPORunConfig, train_dpo_cell
+    from evalsuite.training.sft import train_cell
+
+    sft_rows = [{"prompt": f"Is {i} even?", "response": "yes" if i % 2 == 0 else "no"} for i in range(8)]
+    sft = train_cell(load_sft_config(None, [
+        f"model={tiny_model_dir}", f"dataset.path={_write(tmp_path / 's.jsonl', sft_rows)}", f"output_dir={tmp_path}",
+        "global_batch_size=4", "training.per_device_train_batch_size=4", "training.max_steps=1", "precision=fp32"]))
+    prefs = [{"prompt": f"Is {i} even?", "chosen": "yes" if i % 2 == 0 else "no",
+              "rejected": "no" if i % 2 == 0 else "yes"} for i in range(8)]
+    config = DPORunConfig(dataset=DatasetSpec(path=str(_write(tmp_path / "p.jsonl", prefs))), output_dir=tmp_path,
+                          global_batch_size=4, precision="fp32",
+                          training={"per_device_train_batch_size": 4, "max_steps": 2, "learning_rate": 1e-4})
+    dpo = train_dpo_cell(config, sft.path)
+    m = read_manifest(dpo.path)
+    assert dpo.path == tmp_path / "dpo" / "lp0_lr1"
+    assert m.stage == "dpo" and m.parent == str(sft.path.resolve()) and m.prompt_format == sft.manifest.prompt_format
+    assert read_manifest(sft.path).parent == str(Path(tiny_model_dir).resolve())  # base → SFT → DPO
+    assert m.hyperparameters["beta"] == 0.1 and m.metrics["steps"] == 2 and m.metrics["reward_margin"] is not None
+    assert (dpo.path / "train_log.csv").read_text().count("\n") >= 3
+    assert train_dpo_cell(config, sft.path).skipped
+    with pytest.raises(ConfigError, match="no evalsuite.json"):
+        train_dpo_cell(config, Path(tiny_model_dir))
+    with pytest.raises(ConfigError, match="is a dpo checkpoint"):
+        train_dpo_cell(config, dpo.path)

@@ -1,0 +1,167 @@
+"""DPO on SFT cells: `OUT/sft/<cell>/` → `OUT/dpo/<cell>/`, identical data, settings and seed for every cell.
+
+Each cell's preference pairs are formatted exactly as that cell's SFT prompts (its manifest's
+`prompt_format`), the reference model is the SFT cell itself (or, with LoRA, the cell with the adapter
+disabled), and the manifest's parent is the SFT cell, so lineage reads base → SFT cell → DPO cell.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evalsuite.errors import ConfigError
+from evalsuite.manifest import CheckpointManifest, read_manifest
+from evalsuite.models.checkpoint import CHECKPOINT_FILE_SUFFIXES, check_checkpoint_dir
+from evalsuite.paths import fingerprint_dir
+from evalsuite.training.cells import (
+    CellDirs,
+    CellResult,
+    Log,
+    WallClock,
+    finished,
+    prepare_work_dir,
+    run_key,
+    train_and_publish,
+)
+from evalsuite.training.config import LoraSpec, Precision, check_training_fields
+from evalsuite.training.data import DatasetSpec
+
+logger = logging.getLogger(__name__)
+
+# WIT paper (arXiv 2507.07817) DPO settings: lr 5e-7, warm-up ratio 0.1, 2 epochs, weight decay 0, batch 32;
+# β is not stated, so TRL's default 0.1.
+PAPER_DPO_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 5e-7,
+    "warmup_steps": 0.1,
+    "num_train_epochs": 2,
+    "weight_decay": 0.0,
+    "per_device_train_batch_size": 8,
+    "gradient_checkpointing": False,
+    "logging_steps": 1,
+    "save_strategy": "steps",
+    "save_steps": 50,
+    "save_total_limit": 2,
+    "report_to": "none",
+}
+RESERVED_DPO_FIELDS = {
+    "output_dir": "output_dir", "seed": "seed", "data_seed": "seed", "bf16": "precision", "fp16": "precision",
+    "beta": "beta", "max_length": "max_length", "precompute_ref_log_probs": "precompute_ref_log_probs",
+    "gradient_accumulation_steps": "global_batch_size", "resume_from_checkpoint": "(automatic)",
+    "model_init_kwargs": "precision",
+}
+
+
+class DPORunConfig(BaseModel):
+    """The DPO settings every SFT cell gets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: DatasetSpec
+    output_dir: Path = Path("runs/wit")
+    beta: float = Field(default=0.1, gt=0)
+    max_length: int = Field(default=1024, ge=8)
+    seed: int = 23
+    precision: Precision = "auto"
+    global_batch_size: int = Field(default=32, ge=1)
+    lora: LoraSpec | None = None
+    precompute_ref_log_probs: bool = False
+    trust_remote_code: bool = False
+    training: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DPORunConfig":
+        from trl import DPOConfig
+
+        check_training_fields(self.training, DPOConfig, RESERVED_DPO_FIELDS)
+        return self
+
+    def training_args(self) -> dict[str, Any]:
+        return {**PAPER_DPO_DEFAULTS, **self.training}
+
+
+def sft_parent(cell: Path) -> CheckpointManifest:
+    """The manifest of an SFT cell DPO starts from; a clear error for anything else."""
+    check_checkpoint_dir(cell)
+    manifest = read_manifest(cell)
+    if manifest is None:
+        raise ConfigError(f"{cell} has no evalsuite.json: DPO starts from SFT cells trained by `evalsuite train`")
+    if manifest.stage != "sft":
+        raise ConfigError(f"{cell} is a {manifest.stage} checkpoint, not an SFT cell")
+    return manifest
+
+
+def train_dpo_cell(
+    config: DPORunConfig, sft_cell: Path, *, force: bool = False, retrain_changed: bool = False,
+    log: Log = logger.info,
+) -> CellResult:
+    from trl import DPOConfig
+
+    from evalsuite.backends.loading import load_tokenizer
+    from evalsuite.training.dpo_trainer import EvalsuiteDPOTrainer
+    from evalsuite.training.preference import prepare_preferences
+    from evalsuite.training.sft import (
+        DTYPE_NAMES,
+        _json_safe,
+        device_defaults,
+        load_model,
+        lora_config,
+        torch_dtype_and_autocast,
+    )
+
+    parent = sft_parent(sft_cell)
+    tokenizer = load_tokenizer(sft_cell, trust_remote_code=config.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    data = prepare_preferences(config.dataset, tokenizer, parent.prompt_format, config.max_length)
+    parent_fp = fingerprint_dir(sft_cell, CHECKPOINT_FILE_SUFFIXES)
+    dirs = CellDirs.of(config.output_dir, "dpo", sft_cell.name)
+    key = run_key({**config.model_dump(mode="json", exclude={"output_dir"}), "parent_fingerprint": parent_fp,
+                   "data_fingerprint": data.fingerprint})
+    if (done := finished(dirs, key, force=force, retrain_changed=retrain_changed, log=log)) is not None:
+        return done
+
+    resume = prepare_work_dir(dirs.work, key, fresh=force, replace_changed=retrain_changed)
+    dtype, autocast = torch_dtype_and_autocast(config.precision)
+    per_step = config.training_args()["per_device_train_batch_size"]
+    if config.global_batch_size % per_step:
+        raise ConfigError(f"global_batch_size {config.global_batch_size} is not a multiple of {per_step}")
+    args = DPOConfig(
+        output_dir=str(dirs.work), seed=config.seed, data_seed=config.seed, beta=config.beta, max_length=None,
+        bf16=autocast, precompute_ref_log_probs=config.precompute_ref_log_probs,
+        gradient_accumulation_steps=config.global_batch_size // per_step,
+        **{**device_defaults(), **config.training_args()},
+    )
+    model = load_model(sft_cell, dtype, config.trust_remote_code)
+    # Reference = the SFT cell: a frozen copy, or (LoRA) the same weights with the adapter disabled.
+    ref = None if config.lora is not None else load_model(sft_cell, dtype, config.trust_remote_code)
+    wall = WallClock(dirs.work)
+    trainer = EvalsuiteDPOTrainer(model, ref_model=ref, args=args, train_dataset=data.to_dataset(),
+                                  processing_class=tokenizer, peft_config=lora_config(config.lora), callbacks=[wall])
+    log(f"{dirs.name}: DPO on {len(data.examples)} pairs" + (f", resuming from {resume.name}" if resume else ""))
+
+    def manifest(result: Any, elapsed: float) -> CheckpointManifest:
+        logged = [h for h in trainer.state.log_history if "rewards/margins" in h]
+        last = logged[-1] if logged else {}
+        return CheckpointManifest(
+            stage="dpo", base_model=parent.base_model, parent=str(sft_cell.resolve()),
+            prompt_format=parent.prompt_format, dtype=DTYPE_NAMES[dtype],
+            source={"dataset": config.dataset.model_dump(mode="json"), "dataset_fingerprint": data.fingerprint,
+                    "data_stats": data.stats, "parent_fingerprint": parent_fp},
+            hyperparameters={"beta": config.beta, "seed": config.seed, "precision": config.precision,
+                             "global_batch_size": config.global_batch_size, "max_length": config.max_length,
+                             "lora": config.lora.model_dump() if config.lora else None,
+                             "precompute_ref_log_probs": config.precompute_ref_log_probs, "run_key": key,
+                             "trainer": _json_safe({k: v for k, v in args.to_dict().items()
+                                                    if k not in ("output_dir", "logging_dir")})},
+            metrics={"train_loss": result.training_loss, "reward_accuracy": last.get("rewards/accuracies"),
+                     "reward_margin": last.get("rewards/margins"), "steps": trainer.state.global_step,
+                     "wall_time_s": round(elapsed, 2)},
+            cell=getattr(parent, "cell", None),
+        )
+
+    return train_and_publish(trainer, dirs, resume, wall, tokenizer=tokenizer, lora=config.lora is not None,
+                             manifest=manifest, log=log)
