@@ -15,6 +15,7 @@ from pathlib import Path
 
 SEED = 20250710
 OUT = Path(__file__).resolve().parent.parent / "evalsuite" / "data" / "demo_instructions.jsonl"
+PREFS_OUT = OUT.with_name("demo_preferences.jsonl")
 
 CAPITALS = {
     "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Portugal": "Lisbon",
@@ -173,6 +174,45 @@ def long_pairs(rng: random.Random) -> list[dict[str, str]]:
     return pairs
 
 
+def wrong_number(rng: random.Random, value: int) -> int:
+    return value + rng.choice([-10, -2, -1, 1, 2, 10])
+
+
+def build_preferences() -> list[dict[str, str]]:
+    """Preference pairs: a correct answer over a wrong one, and a constraint-following answer over one that
+    breaks the constraint (word count, list length, format)."""
+    rng = random.Random(SEED + 1)
+    rows = []
+    for _ in range(40):
+        a, b = rng.randint(2, 99), rng.randint(2, 99)
+        rows.append({"prompt": f"What is {a} plus {b}?", "chosen": f"{a} plus {b} is {a + b}.",
+                     "rejected": f"{a} plus {b} is {wrong_number(rng, a + b)}."})
+    capitals = list(CAPITALS.items())
+    for country, capital in capitals:
+        other = rng.choice([c for _, c in capitals if c != capital])
+        rows.append({"prompt": f"What is the capital of {country}?", "chosen": f"The capital of {country} is {capital}.",
+                     "rejected": f"The capital of {country} is {other}."})
+    for element, symbol in ELEMENTS.items():
+        other = rng.choice([s for s in ELEMENTS.values() if s != symbol])
+        rows.append({"prompt": f"What is the chemical symbol for {element}? Answer with the symbol only.",
+                     "chosen": symbol, "rejected": f"The chemical symbol for {element} is {other}."})
+    for word, opposite in ANTONYMS.items():
+        rows.append({"prompt": f"Give the opposite of '{word}' in one word.", "chosen": opposite,
+                     "rejected": f"The opposite of the word '{word}' is usually said to be '{opposite}', "
+                                 "although it depends on the context in which the word is used."})
+    for category, items in CATEGORIES.items():
+        k = 3
+        chosen = rng.sample(items, k)
+        extra = rng.sample(items, min(len(items), k + 2))
+        rows.append({"prompt": f"List exactly {k} {category}, separated by commas.", "chosen": ", ".join(chosen),
+                     "rejected": ", ".join(extra)})
+        rows.append({"prompt": f"Name {k} {category} in lowercase letters, one per line.",
+                     "chosen": "\n".join(i.lower() for i in chosen),
+                     "rejected": "\n".join(i.upper() for i in chosen)})
+    rng.shuffle(rows)
+    return rows
+
+
 def build() -> list[dict[str, str]]:
     rng = random.Random(SEED)
     pairs = short_pairs(rng) + long_pairs(rng)
@@ -185,11 +225,12 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description="Write evalsuite's demo instruction set.")
     ap.add_argument("--out", type=Path, default=OUT)
-    out = ap.parse_args().out
-    pairs = build()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
-    print(f"wrote {len(pairs)} pairs to {out}")
+    ap.add_argument("--prefs-out", type=Path, default=PREFS_OUT)
+    args = ap.parse_args()
+    for path, rows in ((args.out, build()), (args.prefs_out, build_preferences())):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        print(f"wrote {len(rows)} rows to {path}")
 
 
 if __name__ == "__main__":

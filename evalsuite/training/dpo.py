@@ -28,7 +28,10 @@ from evalsuite.training.cells import (
     train_and_publish,
 )
 from evalsuite.training.config import LoraSpec, Precision, check_training_fields
-from evalsuite.training.data import DatasetSpec
+from evalsuite.training.data import DEMO_INSTRUCTIONS, DatasetSpec
+
+# Written by scripts/make_demo_data.py: correct-vs-wrong and constraint-following-vs-violating pairs.
+DEMO_PREFERENCES = DEMO_INSTRUCTIONS.with_name("demo_preferences.jsonl")
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +63,7 @@ class DPORunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: DatasetSpec
+    dataset: DatasetSpec = Field(default_factory=lambda: DatasetSpec(path=str(DEMO_PREFERENCES)))
     output_dir: Path = Path("runs/wit")
     beta: float = Field(default=0.1, gt=0)
     max_length: int = Field(default=1024, ge=8)

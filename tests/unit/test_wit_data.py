@@ -140,9 +140,11 @@ def test_fingerprint_tracks_content_not_file_format(tok, tmp_path):
 
 def test_demo_set_is_reproducible_and_mixed(tmp_path):
     out = tmp_path / "regenerated.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), "--out", str(out)],
+    prefs = tmp_path / "prefs.jsonl"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_demo_data.py"), "--out", str(out), "--prefs-out", str(prefs)],
                    check=True, capture_output=True)
     assert out.read_bytes() == DEMO_INSTRUCTIONS.read_bytes()
+    assert prefs.read_bytes() == DEMO_INSTRUCTIONS.with_name("demo_preferences.jsonl").read_bytes()
     pairs, _ = load_pairs(DatasetSpec(path=str(DEMO_INSTRUCTIONS)))
     lengths = sorted(len(p.response.split()) for p in pairs)
     assert len(pairs) >= 200 and lengths[0] <= 2 and lengths[-1] >= 40
