@@ -36,12 +36,17 @@ def _load(config: Path | None, out: Path | None, overrides: list[str] | None):
 
 
 def _summary(results: list) -> None:
-    table = Table("cell", "status", "final loss", "steps", "tokens", "wall s")
+    table = Table("cell", "stage", "status", "loss", "steps", "reward acc", "reward margin", "wall s")
     table.add_column("path", overflow="fold")
+
+    def fmt(value: object) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
+
     for r in results:
         m = r.manifest.metrics
-        table.add_row(r.path.name, "skipped" if r.skipped else "trained", f"{m.get('final_loss') or 0:.4f}",
-                      str(m.get("steps")), str(m.get("tokens_seen")), str(m.get("wall_time_s")), escape(str(r.path)))
+        table.add_row(r.path.name, r.manifest.stage, "skipped" if r.skipped else "trained",
+                      fmt(m.get("final_loss", m.get("train_loss"))), fmt(m.get("steps")), fmt(m.get("reward_accuracy")),
+                      fmt(m.get("reward_margin")), fmt(m.get("wall_time_s")), escape(str(r.path)))
     console.print(table)
 
 
@@ -79,3 +84,22 @@ def grid(
     run = _load(config, out, overrides)
     chosen = parse_cells(cells) if cells else paper_grid()
     _summary(train_grid(run, chosen, force=force, log=_log))
+
+
+@app.command("dpo")
+def dpo(
+    from_dir: Annotated[Path, typer.Option("--from", help="OUT/sft (or OUT) holding the SFT cells.")],
+    config: ConfigOpt = None,
+    out: OutOpt = None,
+    cells: Annotated[Optional[str], typer.Option("--cells", help="Cells as LP:LR, comma-separated (default: all).")] = None,
+    force: ForceOpt = False,
+    overrides: OverridesArg = None,
+) -> None:
+    """DPO (TRL) on every SFT cell with the same data, settings and seed -> OUT/dpo/<cell>/."""
+    from evalsuite.training.config import load_run_config, parse_cells
+    from evalsuite.training.dpo import DPORunConfig, train_dpo_grid
+
+    extra = list(overrides or []) + ([f"output_dir={out}"] if out is not None else [])
+    run = load_run_config(DPORunConfig, config, extra)
+    chosen = parse_cells(cells) if cells else None
+    _summary(train_dpo_grid(run, from_dir, chosen, force=force, log=_log))

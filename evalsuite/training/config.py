@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -44,6 +44,7 @@ RESERVED_TRAINING_FIELDS = {
 }
 Precision = Literal["auto", "fp32", "bf16", "bf16-autocast"]
 GRID_VALUES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class LoraSpec(BaseModel):
@@ -166,11 +167,16 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw) if raw else None
 
 
-def load_sft_config(path: Path | None, overrides: list[str] | None = None) -> SFTRunConfig:
+def load_run_config(cls: type[ModelT], path: Path | None, overrides: list[str] | None = None) -> ModelT:
+    """A run config of type `cls` from an optional YAML file plus KEY=VALUE overrides."""
     data = load_config_file(path) if path is not None else {}
     for override in overrides or []:
         apply_override(data, override)
     try:
-        return SFTRunConfig.model_validate(data)
+        return cls.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"invalid config{f' {path}' if path else ''}: {validation_problems(exc, 'config')}") from None
+
+
+def load_sft_config(path: Path | None, overrides: list[str] | None = None) -> SFTRunConfig:
+    return load_run_config(SFTRunConfig, path, overrides)

@@ -168,3 +168,33 @@ def train_dpo_cell(
 
     return train_and_publish(trainer, dirs, resume, wall, tokenizer=tokenizer, lora=config.lora is not None,
                              manifest=manifest, log=log)
+
+
+def sft_cells(from_dir: Path, cells: list[tuple[float, float]] | None = None) -> list[Path]:
+    """The SFT cells under `from_dir` (an `OUT/sft` folder or `OUT`), in grid order; `cells` picks some."""
+    from evalsuite.training.config import cell_name
+
+    root = from_dir / "sft" if (from_dir / "sft").is_dir() else from_dir
+    found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "evalsuite.json").is_file())
+    if cells is not None:
+        wanted = {cell_name(lp, lr) for lp, lr in cells}
+        missing = sorted(wanted - {p.name for p in found})
+        if missing:
+            raise ConfigError(f"no finished SFT cell {', '.join(missing)} under {root}")
+        found = [p for p in found if p.name in wanted]
+    if not found:
+        raise ConfigError(f"no finished SFT cells (folders with evalsuite.json) under {root}")
+    return found
+
+
+def train_dpo_grid(
+    config: DPORunConfig, from_dir: Path, cells: list[tuple[float, float]] | None = None, *,
+    force: bool = False, retrain_changed: bool = False, log: Log = logger.info,
+) -> list[CellResult]:
+    """DPO on every SFT cell with identical data, settings and seed; finished cells are skipped."""
+    targets = sft_cells(from_dir, cells)
+    results = []
+    for i, cell in enumerate(targets, 1):
+        log(f"[dpo {i}/{len(targets)}] {cell.name}")
+        results.append(train_dpo_cell(config, cell, force=force, retrain_changed=retrain_changed, log=log))
+    return results
