@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,21 +83,27 @@ class EncodedPair:
         return len(self.prompt_mask) - self.n_prompt
 
 
-@dataclass
-class PreparedData:
-    """Tokenised pairs ready for the trainer, and an account of every row that did not make it."""
+ExampleT = TypeVar("ExampleT")
 
-    examples: list[EncodedPair]
+
+@dataclass
+class Prepared(Generic[ExampleT]):
+    """Tokenised examples ready for a trainer, and an account of every row that did not make it."""
+
+    examples: list[ExampleT]
     fingerprint: str
     stats: dict[str, int] = field(default_factory=dict)
     bad_rows: list[str] = field(default_factory=list)
 
     def to_dataset(self):
+        """One column per field of the example dataclass."""
         from datasets import Dataset
 
-        return Dataset.from_dict(
-            {"input_ids": [e.input_ids for e in self.examples], "prompt_mask": [e.prompt_mask for e in self.examples]}
-        )
+        names = [f.name for f in fields(self.examples[0])]
+        return Dataset.from_dict({n: [getattr(e, n) for e in self.examples] for n in names})
+
+
+PreparedData = Prepared[EncodedPair]
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -290,6 +296,42 @@ def fingerprint_pairs(pairs: list[Pair], prompt_format: PromptFormat) -> str:
     return digest.hexdigest()
 
 
+PairT = TypeVar("PairT")
+
+
+def encode_all(
+    spec: DatasetSpec,
+    pairs: list[PairT],
+    bad: list[str],
+    encode: Callable[[PairT], ExampleT],
+    admit: Callable[[ExampleT], tuple[ExampleT | None, str]],
+    reasons: tuple[str, ...],
+) -> tuple[list[PairT], list[ExampleT], dict[str, int]]:
+    """Encode every pair; a pair that cannot be formatted is an error (or, with `on_bad_rows: skip`, a
+    counted bad row); `admit` keeps an example (maybe changed) or names the count it is dropped under."""
+    stats = {"rows": len(pairs) + len(bad), "bad_rows": len(bad), **{r: 0 for r in reasons}}
+    kept, examples = [], []
+    for i, pair in enumerate(pairs):
+        try:
+            encoded = encode(pair)
+        except ValueError as exc:
+            if spec.on_bad_rows == "error":
+                raise ConfigError(f"dataset {spec.path!r}: pair {i} cannot be formatted: {exc}") from exc
+            bad.append(f"pair {i}: {exc}")
+            stats["bad_rows"] += 1
+            continue
+        admitted, reason = admit(encoded)
+        if admitted is None:
+            stats[reason] += 1
+            continue
+        kept.append(pair)
+        examples.append(admitted)
+    stats["examples"] = len(examples)
+    if not examples:
+        raise ConfigError(f"no training examples left after filtering: {stats}")
+    return kept, examples, stats
+
+
 def prepare_data(
     spec: DatasetSpec, tokenizer: Any, prompt_format: PromptFormat, max_length: int, truncation: Truncation = "drop"
 ) -> PreparedData:
@@ -299,29 +341,16 @@ def prepare_data(
     if prompt_format == "chat_template" and not getattr(tokenizer, "chat_template", None):
         raise ConfigError("the tokenizer has no chat template: set prompt_format: plain")
     pairs, bad = load_pairs(spec)
-    stats = {"rows": len(pairs) + len(bad), "bad_rows": len(bad), "too_long": 0, "filtered_by_split": 0}
-    kept_pairs, examples = [], []
-    for i, pair in enumerate(pairs):
-        try:
-            encoded = encode_pair(pair, tokenizer, prompt_format)
-        except ValueError as exc:
-            if spec.on_bad_rows == "error":
-                raise ConfigError(f"dataset {spec.path!r}: pair {i} cannot be formatted: {exc}") from exc
-            bad.append(f"pair {i}: {exc}")
-            stats["bad_rows"] += 1
-            continue
+
+    def admit(encoded: EncodedPair) -> tuple[EncodedPair | None, str]:
         encoded = truncate(encoded, max_length, truncation)
         if encoded is None:
-            stats["too_long"] += 1
-            continue
-        if not keep_for_split(encoded, spec.completion_split):
-            stats["filtered_by_split"] += 1
-            continue
-        kept_pairs.append(pair)
-        examples.append(encoded)
-    stats["examples"] = len(examples)
-    if not examples:
-        raise ConfigError(f"no training examples left after filtering: {stats}")
+            return None, "too_long"
+        return (encoded, "") if keep_for_split(encoded, spec.completion_split) else (None, "filtered_by_split")
+
+    kept_pairs, examples, stats = encode_all(
+        spec, pairs, bad, lambda pair: encode_pair(pair, tokenizer, prompt_format), admit, ("too_long", "filtered_by_split")
+    )
     stats["prompt_tokens"] = sum(e.n_prompt for e in examples)
     stats["response_tokens"] = sum(e.n_response for e in examples)
-    return PreparedData(examples, fingerprint_pairs(kept_pairs, prompt_format), stats, bad)
+    return Prepared(examples, fingerprint_pairs(kept_pairs, prompt_format), stats, bad)

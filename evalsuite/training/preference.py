@@ -18,11 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from evalsuite.errors import ConfigError
-from evalsuite.training.data import DatasetSpec, Messages, Pair, PromptFormat, _messages, _text, encode_pair, load_rows
+from evalsuite.training.data import (
+    DatasetSpec,
+    Messages,
+    Pair,
+    Prepared,
+    PromptFormat,
+    _messages,
+    _text,
+    encode_all,
+    encode_pair,
+    load_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -39,21 +50,7 @@ class EncodedPreference:
     rejected_ids: list[int]
 
 
-@dataclass
-class PreparedPreferences:
-    examples: list[EncodedPreference]
-    fingerprint: str
-    stats: dict[str, int] = field(default_factory=dict)
-    bad_rows: list[str] = field(default_factory=list)
-
-    def to_dataset(self):
-        from datasets import Dataset
-
-        return Dataset.from_dict({
-            "prompt_ids": [e.prompt_ids for e in self.examples],
-            "chosen_ids": [e.chosen_ids for e in self.examples],
-            "rejected_ids": [e.rejected_ids for e in self.examples],
-        })
+PreparedPreferences = Prepared[EncodedPreference]
 
 
 def _answer(value: Any, what: str) -> tuple[Messages | None, str]:
@@ -132,26 +129,15 @@ def prepare_preferences(
     """Load, validate and encode preference pairs in the SFT cell's prompt format. A pair longer than
     `max_length` (prompt + the longer completion) is dropped and counted."""
     pairs, bad = load_preferences(spec)
-    stats = {"rows": len(pairs) + len(bad), "bad_rows": len(bad), "too_long": 0}
-    examples, kept = [], []
-    for i, pair in enumerate(pairs):
-        try:
-            enc = encode_preference(pair, tokenizer, prompt_format)
-        except ValueError as exc:
-            if spec.on_bad_rows == "error":
-                raise ConfigError(f"preference dataset {spec.path!r}: pair {i} cannot be formatted: {exc}") from exc
-            bad.append(f"pair {i}: {exc}")
-            stats["bad_rows"] += 1
-            continue
-        if len(enc.prompt_ids) + max(len(enc.chosen_ids), len(enc.rejected_ids)) > max_length:
-            stats["too_long"] += 1
-            continue
-        examples.append(enc)
-        kept.append(pair)
-    stats["examples"] = len(examples)
-    if not examples:
-        raise ConfigError(f"no preference pairs left after filtering: {stats}")
+
+    def admit(enc: EncodedPreference) -> tuple[EncodedPreference | None, str]:
+        too_long = len(enc.prompt_ids) + max(len(enc.chosen_ids), len(enc.rejected_ids)) > max_length
+        return (None, "too_long") if too_long else (enc, "")
+
+    kept, examples, stats = encode_all(
+        spec, pairs, bad, lambda pair: encode_preference(pair, tokenizer, prompt_format), admit, ("too_long",)
+    )
     digest = hashlib.sha256(prompt_format.encode())
     for p in kept:
         digest.update(json.dumps([p.prompt, p.chosen, p.rejected], ensure_ascii=False, sort_keys=True).encode() + b"\n")
-    return PreparedPreferences(examples, digest.hexdigest(), stats, bad)
+    return Prepared(examples, digest.hexdigest(), stats, bad)

@@ -20,7 +20,12 @@ import torch
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import pad
 
-from evalsuite.training.loss import IGNORE_INDEX, check_lambdas, reduce_weighted_nll, target_weights
+from evalsuite.training.loss import (
+    IGNORE_INDEX,
+    check_lambdas,
+    reduce_weighted_nll,
+    target_weights,
+)
 
 
 @dataclass

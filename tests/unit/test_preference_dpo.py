@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from evalsuite.errors import ConfigError
+from tests.conftest import write_jsonl
 from evalsuite.training.data import DatasetSpec
 from evalsuite.training.preference import prepare_preferences
 
 
 @pytest.fixture(scope="module")
-def tok(tiny_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-def _write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+def tok(tiny_tok):
+    return tiny_tok
 
 
 def test_layouts_encode_to_the_sft_prompt_tokens(tok, tmp_path):
     from evalsuite.training.data import Pair, encode_pair
 
-    plain = _write(tmp_path / "a.jsonl", [{"prompt": "Pick", "chosen": "A", "rejected": "B"}])
-    trl = _write(tmp_path / "b.jsonl", [{"prompt": [{"role": "user", "content": "Pick"}],
+    plain = write_jsonl(tmp_path / "a.jsonl", [{"prompt": "Pick", "chosen": "A", "rejected": "B"}])
+    trl = write_jsonl(tmp_path / "b.jsonl", [{"prompt": [{"role": "user", "content": "Pick"}],
                                          "chosen": [{"role": "assistant", "content": "A"}],
                                          "rejected": [{"role": "assistant", "content": "B"}]}])
-    uf = _write(tmp_path / "c.jsonl", [{"prompt": "Pick",
+    uf = write_jsonl(tmp_path / "c.jsonl", [{"prompt": "Pick",
                                         "chosen": [{"role": "user", "content": "Pick"}, {"role": "assistant", "content": "A"}],
                                         "rejected": [{"role": "user", "content": "Pick"}, {"role": "assistant", "content": "B"}]}])
     for fmt in ("chat_template", "plain"):
@@ -45,10 +38,10 @@ def test_layouts_encode_to_the_sft_prompt_tokens(tok, tmp_path):
 
 
 def test_bad_preference_rows(tok, tmp_path):
-    path = _write(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "same", "rejected": "same"}])
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "q", "chosen": "same", "rejected": "same"}])
     with pytest.raises(ConfigError, match="identical"):
         prepare_preferences(DatasetSpec(path=str(path)), tok, "plain", 64)
-    path = _write(tmp_path / "e.jsonl", [{"prompt": "q", "answer": "x"}])
+    path = write_jsonl(tmp_path / "e.jsonl", [{"prompt": "q", "answer": "x"}])
     with pytest.raises(ConfigError, match="needs columns prompt, chosen, rejected"):
         prepare_preferences(DatasetSpec(path=str(path)), tok, "plain", 64)
 
@@ -61,7 +54,7 @@ def test_dpo_on_pretokenised_pairs_raises_margin_and_keeps_reference(tiny_model_
 
     rows = [{"prompt": f"Is {i} even?", "chosen": "yes" if i % 2 == 0 else "no",
              "rejected": "no" if i % 2 == 0 else "yes"} for i in range(16)]
-    data = prepare_preferences(DatasetSpec(path=str(_write(tmp_path / "p.jsonl", rows))), tok, "chat_template", 128)
+    data = prepare_preferences(DatasetSpec(path=str(write_jsonl(tmp_path / "p.jsonl", rows))), tok, "chat_template", 128)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     ref = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     ref_before = {k: v.clone() for k, v in ref.state_dict().items()}
@@ -83,11 +76,11 @@ def test_dpo_cell_lineage_and_bad_parents(tiny_model_dir, tmp_path):
 
     sft_rows = [{"prompt": f"Is {i} even?", "response": "yes" if i % 2 == 0 else "no"} for i in range(8)]
     sft = train_cell(load_sft_config(None, [
-        f"model={tiny_model_dir}", f"dataset.path={_write(tmp_path / 's.jsonl', sft_rows)}", f"output_dir={tmp_path}",
+        f"model={tiny_model_dir}", f"dataset.path={write_jsonl(tmp_path / 's.jsonl', sft_rows)}", f"output_dir={tmp_path}",
         "global_batch_size=4", "training.per_device_train_batch_size=4", "training.max_steps=1", "precision=fp32"]))
     prefs = [{"prompt": f"Is {i} even?", "chosen": "yes" if i % 2 == 0 else "no",
               "rejected": "no" if i % 2 == 0 else "yes"} for i in range(8)]
-    config = DPORunConfig(dataset=DatasetSpec(path=str(_write(tmp_path / "p.jsonl", prefs))), output_dir=tmp_path,
+    config = DPORunConfig(dataset=DatasetSpec(path=str(write_jsonl(tmp_path / "p.jsonl", prefs))), output_dir=tmp_path,
                           global_batch_size=4, precision="fp32",
                           training={"per_device_train_batch_size": 4, "max_steps": 2, "learning_rate": 1e-4})
     dpo = train_dpo_cell(config, sft.path)

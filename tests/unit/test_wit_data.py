@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from evalsuite.errors import ConfigError
+from tests.conftest import write_jsonl
 from evalsuite.training.data import (
     DEMO_INSTRUCTIONS,
     DatasetSpec,
@@ -26,23 +26,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def tok(tiny_model_dir):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-def _write(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+def tok(tiny_tok):
+    return tiny_tok
 
 
 def test_three_formats_give_the_same_pair(tmp_path):
-    alpaca = _write(tmp_path / "a.jsonl", [{"instruction": "Add", "input": "2 and 3", "output": "5"}])
-    pr = _write(tmp_path / "p.jsonl", [{"prompt": "Add\n\n2 and 3", "response": "5"}])
-    trl = _write(tmp_path / "c.jsonl", [{"prompt": [{"role": "user", "content": "Add\n\n2 and 3"}],
+    alpaca = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Add", "input": "2 and 3", "output": "5"}])
+    pr = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Add\n\n2 and 3", "response": "5"}])
+    trl = write_jsonl(tmp_path / "c.jsonl", [{"prompt": [{"role": "user", "content": "Add\n\n2 and 3"}],
                                          "completion": [{"role": "assistant", "content": "5"}]}])
-    chat = _write(tmp_path / "m.jsonl", [{"messages": [{"role": "user", "content": "Add\n\n2 and 3"},
+    chat = write_jsonl(tmp_path / "m.jsonl", [{"messages": [{"role": "user", "content": "Add\n\n2 and 3"},
                                                        {"role": "assistant", "content": "5"}]}])
     pairs = [load_pairs(DatasetSpec(path=str(p)))[0] for p in (alpaca, pr, trl, chat)]
     assert all(p == pairs[0] for p in pairs)
@@ -93,7 +86,7 @@ def test_truncation_policy():
 def test_completion_split_uses_generation_ratio(tok, tmp_path):
     rows = [{"prompt": "Name a capital city of a country in Europe please", "response": "Paris"},
             {"prompt": "Poem", "response": "the sea, the sky, and the wind; the sea, the sky, and the wind"}]
-    path = _write(tmp_path / "d.jsonl", rows)
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
     short = prepare_data(DatasetSpec(path=str(path), completion_split="short"), tok, "plain", 128)
     long = prepare_data(DatasetSpec(path=str(path), completion_split="long"), tok, "plain", 128)
     assert short.stats["examples"] == 1 and short.examples[0].n_response < short.examples[0].n_prompt
@@ -102,7 +95,7 @@ def test_completion_split_uses_generation_ratio(tok, tmp_path):
 
 
 def test_missing_columns_are_named(tmp_path):
-    path = _write(tmp_path / "d.jsonl", [{"question": "q", "answer": "a"}])
+    path = write_jsonl(tmp_path / "d.jsonl", [{"question": "q", "answer": "a"}])
     with pytest.raises(ConfigError, match="cannot tell the dataset format"):
         load_pairs(DatasetSpec(path=str(path)))
     with pytest.raises(ConfigError, match=r"missing column\(s\) \['instruction', 'output'\]"):
@@ -111,7 +104,7 @@ def test_missing_columns_are_named(tmp_path):
 
 def test_bad_rows_error_or_skip(tmp_path):
     rows = [{"prompt": "ok", "response": "fine"}, {"prompt": "", "response": "x"}, {"prompt": "y", "response": None}]
-    path = _write(tmp_path / "d.jsonl", rows)
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
     with pytest.raises(ConfigError, match="row 1: prompt is empty"):
         load_pairs(DatasetSpec(path=str(path)))
     pairs, bad = load_pairs(DatasetSpec(path=str(path), on_bad_rows="skip"))
@@ -119,21 +112,21 @@ def test_bad_rows_error_or_skip(tmp_path):
 
 
 def test_messages_must_end_with_the_assistant(tmp_path):
-    path = _write(tmp_path / "d.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}])
+    path = write_jsonl(tmp_path / "d.jsonl", [{"messages": [{"role": "user", "content": "hi"}]}])
     with pytest.raises(ConfigError, match="last message is not the assistant"):
         load_pairs(DatasetSpec(path=str(path)))
 
 
 def test_empty_after_filtering_is_an_error(tok, tmp_path):
-    path = _write(tmp_path / "d.jsonl", [{"prompt": "a long prompt " * 20, "response": "ok"}])
+    path = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "a long prompt " * 20, "response": "ok"}])
     with pytest.raises(ConfigError, match="no training examples left"):
         prepare_data(DatasetSpec(path=str(path)), tok, "plain", 16)
 
 
 def test_fingerprint_tracks_content_not_file_format(tok, tmp_path):
-    a = _write(tmp_path / "a.jsonl", [{"instruction": "Add", "input": "", "output": "5"}])
-    b = _write(tmp_path / "b.jsonl", [{"prompt": "Add", "response": "5"}])
-    c = _write(tmp_path / "c.jsonl", [{"prompt": "Add", "response": "6"}])
+    a = write_jsonl(tmp_path / "a.jsonl", [{"instruction": "Add", "input": "", "output": "5"}])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "Add", "response": "5"}])
+    c = write_jsonl(tmp_path / "c.jsonl", [{"prompt": "Add", "response": "6"}])
     fp = [prepare_data(DatasetSpec(path=str(p)), tok, "plain", 64).fingerprint for p in (a, b, c)]
     assert fp[0] == fp[1] != fp[2]
 
