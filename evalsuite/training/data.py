@@ -217,16 +217,27 @@ def load_pairs(spec: DatasetSpec) -> tuple[list[Pair], list[str]]:
     missing = [c for c in needed if c not in columns]
     if missing:
         raise ConfigError(f"dataset {spec.path!r} ({fmt} format) is missing column(s) {missing}; it has {sorted(columns)}")
-    pairs, bad = [], []
+    return parse_rows(spec, rows, lambda row: row_to_pair(row, fmt, needed), "dataset")
+
+
+RowT = TypeVar("RowT")
+
+
+def parse_rows(
+    spec: DatasetSpec, rows: list[dict[str, Any]], parse: Callable[[dict[str, Any]], RowT], what: str
+) -> tuple[list[RowT], list[str]]:
+    """Parse every row; rows `parse` rejects (ValueError) are an error naming them, or with
+    `on_bad_rows: skip` returned as descriptions."""
+    parsed, bad = [], []
     for i, row in enumerate(rows):
         try:
-            pairs.append(row_to_pair(row, fmt, needed))
+            parsed.append(parse(row))
         except ValueError as exc:
             bad.append(f"row {i}: {exc}")
     if bad and spec.on_bad_rows == "error":
         shown = "; ".join(bad[:5]) + (f"; ... ({len(bad)} bad rows)" if len(bad) > 5 else "")
-        raise ConfigError(f"dataset {spec.path!r} has bad rows: {shown} (set dataset.on_bad_rows: skip to drop them)")
-    return pairs, bad
+        raise ConfigError(f"{what} {spec.path!r} has bad rows: {shown} (set dataset.on_bad_rows: skip to drop them)")
+    return parsed, bad
 
 
 # ------------------------------------------------------------------------------------------- formatting

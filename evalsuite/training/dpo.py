@@ -103,7 +103,6 @@ def train_dpo_cell(
 ) -> CellResult:
     from trl import DPOConfig
 
-    from evalsuite.backends.loading import load_tokenizer
     from evalsuite.training.dpo_trainer import EvalsuiteDPOTrainer
     from evalsuite.training.preference import prepare_preferences
     from evalsuite.training.sft import (
@@ -111,14 +110,13 @@ def train_dpo_cell(
         _json_safe,
         device_defaults,
         load_model,
+        load_tokenizer,
         lora_config,
         torch_dtype_and_autocast,
     )
 
     parent = sft_parent(sft_cell)
-    tokenizer = load_tokenizer(sft_cell, trust_remote_code=config.trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(sft_cell, config.trust_remote_code)
     data = prepare_preferences(config.dataset, tokenizer, parent.prompt_format, config.max_length)
     parent_fp = fingerprint_dir(sft_cell, CHECKPOINT_FILE_SUFFIXES)
     dirs = CellDirs.of(config.output_dir, "dpo", sft_cell.name)

@@ -33,6 +33,7 @@ from evalsuite.training.data import (
     encode_all,
     encode_pair,
     load_rows,
+    parse_rows,
 )
 
 
@@ -93,16 +94,7 @@ def load_preferences(spec: DatasetSpec) -> tuple[list[PreferencePair], list[str]
             f"preference dataset {spec.path!r} needs columns prompt, chosen, rejected (or chosen/rejected "
             f"conversations); it has {sorted(columns)}"
         )
-    pairs, bad = [], []
-    for i, row in enumerate(rows):
-        try:
-            pairs.append(row_to_preference(row))
-        except ValueError as exc:
-            bad.append(f"row {i}: {exc}")
-    if bad and spec.on_bad_rows == "error":
-        shown = "; ".join(bad[:5]) + (f"; ... ({len(bad)} bad rows)" if len(bad) > 5 else "")
-        raise ConfigError(f"preference dataset {spec.path!r} has bad rows: {shown} (set on_bad_rows: skip to drop them)")
-    return pairs, bad
+    return parse_rows(spec, rows, row_to_preference, "preference dataset")
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:

@@ -88,10 +88,11 @@ def load_model(path: Path, dtype: torch.dtype, trust_remote_code: bool):
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)
 
 
-def load_tokenizer(base: BaseCheckpoint, trust_remote_code: bool = False):
+def load_tokenizer(path: Path, trust_remote_code: bool = False):
+    """The checkpoint's tokenizer, padding with EOS when it has no pad token (collators need one)."""
     from evalsuite.backends.loading import load_tokenizer as _load
 
-    tok = _load(base.path, trust_remote_code=trust_remote_code)
+    tok = _load(path, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -120,7 +121,7 @@ def train_cell(
     from evalsuite.training.trainer import WITConfig, WITTrainer
 
     base = base or resolve_base(config)
-    tokenizer = tokenizer or load_tokenizer(base, config.trust_remote_code)
+    tokenizer = tokenizer or load_tokenizer(base.path, config.trust_remote_code)
     data = data or config_data(config, tokenizer)
     dirs = CellDirs.of(config.output_dir, "sft", cell_name(config.lambda_p, config.lambda_r))
     key = run_key({**config.model_dump(mode="json", exclude={"output_dir"}),
@@ -201,7 +202,7 @@ def train_grid(
     """Train every cell in order from the same base, data and settings. Finished cells are skipped, an
     interrupted one resumes; the data is tokenised once for all cells."""
     base = resolve_base(config)
-    tokenizer = load_tokenizer(base, config.trust_remote_code)
+    tokenizer = load_tokenizer(base.path, config.trust_remote_code)
     data = config_data(config, tokenizer)
     log(f"data: {data.stats}")
     results = []
