@@ -1,9 +1,10 @@
 """`evalsuite demo`: every stage that exists, end to end, on the embedded model.
 
 Stages so far: prepare the embedded model -> train a small WIT grid (3 cells, a few steps each) on the
-project's demo instruction set -> answer a handful of chat prompts with the base model through the
-chosen backend -> score a small multiple-choice set by log-likelihood with the base model and every SFT
-cell -> write everything under the output dir. A re-run skips the cells already trained.
+project's demo instruction set -> DPO on each cell with the project's demo preference set -> answer a
+handful of chat prompts with the base model through the chosen backend -> score a small multiple-choice
+set by log-likelihood with the base model and every SFT and DPO cell -> write everything under the output
+dir. A re-run skips the cells already trained.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from typing import Any, Callable
 from evalsuite.backends import GenerationRequest, LoglikelihoodRequest, load_backend, parse_backend_config
 from evalsuite.manifest import library_versions
 from evalsuite.models import DEFAULT_MODEL, prepare_model
-from evalsuite.training.config import SFTRunConfig, load_sft_config
+from evalsuite.training.cells import CellResult
+from evalsuite.training.config import SFTRunConfig, load_run_config, load_sft_config
+from evalsuite.training.dpo import DPORunConfig, train_dpo_grid
 from evalsuite.training.sft import train_grid
 
 DEMO_PROMPTS = [
@@ -49,6 +52,7 @@ class DemoResult:
     generations: list[dict[str, Any]] = field(default_factory=list)
     mcq: list[dict[str, Any]] = field(default_factory=list)
     sft_cells: list[dict[str, Any]] = field(default_factory=list)
+    dpo_cells: list[dict[str, Any]] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -59,13 +63,14 @@ def run_demo(
     dtype: str = "auto",
     max_new_tokens: int = 64,
     sft_steps: int = 3,
+    dpo_steps: int = 2,
     log: Callable[[str], None] = print,
 ) -> DemoResult:
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    log(f"[1/4] preparing model {model}")
+    log(f"[1/5] preparing model {model}")
     prepared = prepare_model(model) if not Path(model).is_dir() else None
     checkpoint = prepared.path if prepared else Path(model)
     timings["prepare_model"] = time.perf_counter() - t
@@ -73,14 +78,20 @@ def run_demo(
 
     result = DemoResult(out_dir=out_dir, checkpoint=checkpoint, backend=backend)
     t = time.perf_counter()
-    log(f"[2/4] WIT fine-tuning {len(DEMO_CELLS)} grid cells ({sft_steps} steps each) -> {out_dir / 'runs' / 'sft'}")
+    log(f"[2/5] WIT fine-tuning {len(DEMO_CELLS)} grid cells ({sft_steps} steps each) -> {out_dir / 'runs' / 'sft'}")
     cells = train_grid(demo_sft_config(model, out_dir / "runs", sft_steps), DEMO_CELLS,
                        retrain_changed=True, log=lambda msg: log(f"      {msg}"))
     timings["sft_grid"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    log(f"[3/5] DPO on each cell ({dpo_steps} steps each) -> {out_dir / 'runs' / 'dpo'}")
+    dpo_cells = train_dpo_grid(demo_dpo_config(out_dir / "runs", dpo_steps), out_dir / "runs", DEMO_CELLS,
+                               retrain_changed=True, log=lambda msg: log(f"      {msg}"))
+    timings["dpo"] = time.perf_counter() - t
+
     config = parse_backend_config({"kind": backend, "model": str(checkpoint), "dtype": dtype})
     t = time.perf_counter()
-    log(f"[3/4] answering {len(DEMO_PROMPTS)} prompts with the {backend} backend ({dtype})")
+    log(f"[4/5] answering {len(DEMO_PROMPTS)} prompts with the {backend} backend ({dtype})")
     with load_backend(config) as engine:
         timings["load_backend"] = time.perf_counter() - t
         t = time.perf_counter()
@@ -96,17 +107,10 @@ def run_demo(
         timings["generate"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        log(f"[4/4] scoring {len(DEMO_MCQ)} multiple-choice questions by log-likelihood: base model and SFT cells")
+        log(f"[5/5] scoring {len(DEMO_MCQ)} multiple-choice questions by log-likelihood: base model, SFT and DPO cells")
         result.mcq = score_mcq(engine)
-    # The SFT cells are scored with the hf backend: a vLLM engine per checkpoint would cost ~50 s each on CPU.
-    for cell in cells:
-        with load_backend(parse_backend_config({"kind": "hf", "model": str(cell.path), "dtype": dtype})) as cell_engine:
-            rows = score_mcq(cell_engine)
-        result.sft_cells.append({
-            "cell": cell.path.name, "path": str(cell.path), "final_loss": cell.manifest.metrics.get("final_loss"),
-            "mcq_accuracy": sum(r["correct"] for r in rows) / len(rows),
-            "mean_gold_logprob": sum(r["logprobs"][g] for r, (_, _, g) in zip(rows, DEMO_MCQ)) / len(rows),
-        })
+    result.sft_cells = [score_cell(c, dtype) for c in cells]
+    result.dpo_cells = [score_cell(c, dtype) for c in dpo_cells]
     timings["loglikelihood"] = time.perf_counter() - t
     result.timings_s = {k: round(v, 2) for k, v in timings.items()}
     _write(result, config.model_dump(mode="json"))
@@ -120,6 +124,30 @@ def demo_sft_config(model: str, out: Path, steps: int) -> SFTRunConfig:
         f"model={model}", f"output_dir={out}", "global_batch_size=4", "max_length=256", "precision=fp32",
         "training.per_device_train_batch_size=4", f"training.max_steps={steps}", "training.warmup_steps=0",
     ])
+
+
+def demo_dpo_config(out: Path, steps: int) -> DPORunConfig:
+    """The demo's DPO settings: the embedded preference set, a few small steps, fp32, the paper's learning
+    rate (so the demo shows the pipeline; a few steps at 5e-7 barely move the model)."""
+    return load_run_config(DPORunConfig, None, [
+        f"output_dir={out}", "global_batch_size=4", "max_length=256", "precision=fp32",
+        "training.per_device_train_batch_size=4", f"training.max_steps={steps}", "training.warmup_steps=0",
+    ])
+
+
+def score_cell(cell: CellResult, dtype: str) -> dict[str, Any]:
+    """A trained cell's MCQ scores and training metrics. The hf backend: a vLLM engine per checkpoint would
+    cost ~50 s each on CPU."""
+    with load_backend(parse_backend_config({"kind": "hf", "model": str(cell.path), "dtype": dtype})) as engine:
+        rows = score_mcq(engine)
+    metrics = cell.manifest.metrics
+    return {
+        "cell": cell.path.name, "stage": cell.manifest.stage, "path": str(cell.path),
+        "final_loss": metrics.get("final_loss", metrics.get("train_loss")),
+        "reward_accuracy": metrics.get("reward_accuracy"), "reward_margin": metrics.get("reward_margin"),
+        "mcq_accuracy": sum(r["correct"] for r in rows) / len(rows),
+        "mean_gold_logprob": sum(r["logprobs"][g] for r, (_, _, g) in zip(rows, DEMO_MCQ)) / len(rows),
+    }
 
 
 def score_mcq(engine: Any) -> list[dict[str, Any]]:
@@ -146,6 +174,7 @@ def _write(result: DemoResult, backend_config: dict[str, Any]) -> None:
         "backend": backend_config,
         "mcq_accuracy": sum(r["correct"] for r in result.mcq) / max(len(result.mcq), 1),
         "sft_cells": result.sft_cells,
+        "dpo_cells": result.dpo_cells,
         "timings_s": result.timings_s,
         "versions": library_versions(),
     }

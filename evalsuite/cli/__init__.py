@@ -56,6 +56,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where the demo writes its outputs.")] = Path("reports/demo"),
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
     sft_steps: Annotated[int, typer.Option("--sft-steps", help="Optimizer steps per demo grid cell.")] = 3,
+    dpo_steps: Annotated[int, typer.Option("--dpo-steps", help="DPO optimizer steps per demo grid cell.")] = 2,
 ) -> None:
     """Run every pipeline stage on the embedded model and print where the outputs are."""
     from evalsuite.demo import run_demo
@@ -63,16 +64,18 @@ def demo(
     if backend == "auto":
         backend = "vllm" if _vllm_installed() else "hf"
     result = run_demo(out, backend=backend, model=model, dtype=dtype, max_new_tokens=max_new_tokens,
-                      sft_steps=sft_steps, log=lambda msg: console.print(escape(msg), soft_wrap=True))
+                      sft_steps=sft_steps, dpo_steps=dpo_steps, log=lambda msg: console.print(escape(msg), soft_wrap=True))
     table = Table("prompt", "response", "finish", show_lines=True)
     for row in result.generations:
         table.add_row(escape(row["prompt"]), escape(row["response"]), row["finish_reason"])
     console.print(table)
     correct = sum(r["correct"] for r in result.mcq)
     console.print(f"multiple choice by log-likelihood (base model): {correct}/{len(result.mcq)} correct")
-    cells = Table("SFT cell", "final train loss", "MCQ accuracy", "mean log p(gold)")
-    for c in result.sft_cells:
-        cells.add_row(c["cell"], f"{c['final_loss']:.4f}", f"{c['mcq_accuracy']:.2f}", f"{c['mean_gold_logprob']:.3f}")
+    cells = Table("cell", "stage", "final train loss", "reward acc", "reward margin", "MCQ accuracy", "mean log p(gold)")
+    for c in result.sft_cells + result.dpo_cells:
+        reward = [f"{c[k]:.3f}" if c[k] is not None else "-" for k in ("reward_accuracy", "reward_margin")]
+        cells.add_row(c["cell"], c["stage"], f"{c['final_loss']:.4f}", *reward, f"{c['mcq_accuracy']:.2f}",
+                      f"{c['mean_gold_logprob']:.3f}")
     console.print(cells)
     console.print(f"timings (s): {result.timings_s}")
     console.print(f"[bold green]Demo outputs:[/bold green] {escape(str(result.out_dir.resolve()))}", soft_wrap=True)

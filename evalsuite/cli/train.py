@@ -1,4 +1,4 @@
-"""`evalsuite train sft|grid`: WIT fine-tuning of one (λp, λr) cell or a grid of them."""
+"""`evalsuite train sft|grid|dpo`: WIT fine-tuning of one (λp, λr) cell or a grid, and DPO on SFT cells."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-app = typer.Typer(help="Fine-tune with the WIT loss: one cell (sft) or a (λp, λr) grid (grid).", no_args_is_help=True)
+from evalsuite.errors import ConfigError
+
+app = typer.Typer(help="Fine-tune with the WIT loss (sft: one cell, grid: a (λp, λr) grid), then DPO on each cell (dpo).",
+                  no_args_is_help=True)
 console = Console()
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML run config (see README).")]
@@ -74,21 +77,48 @@ def grid(
     out: OutOpt = None,
     cells: Annotated[Optional[str], typer.Option(
         "--cells", help="Cells as LP:LR, comma-separated (default: the paper's 35 cells, λp, λr ∈ {0,.2,..,1} minus 0:0).")] = None,
+    dpo: Annotated[bool, typer.Option("--dpo", help="Then run DPO on every cell (OUT/dpo/<cell>/).")] = False,
+    dpo_config: Annotated[Optional[Path], typer.Option(
+        "--dpo-config", help="YAML DPO config (implies --dpo); override its keys as dpo.KEY=VALUE.")] = None,
     force: ForceOpt = False,
     overrides: OverridesArg = None,
 ) -> None:
-    """Train every cell of the grid; finished cells are skipped, an interrupted one resumes."""
-    from evalsuite.training.config import paper_grid, parse_cells
+    """Train every cell of the grid (then DPO on each with --dpo); finished cells are skipped, an interrupted
+    one resumes."""
+    from evalsuite.training.config import load_run_config, paper_grid, parse_cells
+    from evalsuite.training.dpo import DPORunConfig, train_dpo_grid
     from evalsuite.training.sft import train_grid
 
-    run = _load(config, out, overrides)
+    sft_over, dpo_over = split_dpo_overrides(overrides)
+    if dpo_over and not (dpo or dpo_config):
+        raise ConfigError("dpo.KEY=VALUE overrides need --dpo or --dpo-config")
+    run = _load(config, out, sft_over)
+    dpo_run = None
+    if dpo or dpo_config:  # validated before any training, so a DPO config typo costs nothing
+        dpo_run = load_run_config(DPORunConfig, dpo_config, dpo_over)
+        if "output_dir" not in dpo_run.model_fields_set or out is not None:
+            dpo_run = dpo_run.model_copy(update={"output_dir": run.output_dir})
     chosen = parse_cells(cells) if cells else paper_grid()
-    _summary(train_grid(run, chosen, force=force, log=_log))
+    results = train_grid(run, chosen, force=force, log=_log)
+    if dpo_run is not None:
+        results += train_dpo_grid(dpo_run, run.output_dir, chosen, force=force, log=_log)
+    _summary(results)
+
+
+def split_dpo_overrides(overrides: list[str] | None) -> tuple[list[str], list[str]]:
+    """`dpo.KEY=VALUE` goes to the DPO config (prefix stripped), everything else to the SFT config."""
+    sft, dpo = [], []
+    for item in overrides or []:
+        if item.startswith("dpo."):
+            dpo.append(item.removeprefix("dpo."))
+        else:
+            sft.append(item)
+    return sft, dpo
 
 
 @app.command("dpo")
 def dpo(
-    from_dir: Annotated[Path, typer.Option("--from", help="OUT/sft (or OUT) holding the SFT cells.")],
+    from_dir: Annotated[Path, typer.Option("--from", help="OUT/sft (or OUT) holding the SFT cells; DPO cells go to OUT/dpo unless --out.")],
     config: ConfigOpt = None,
     out: OutOpt = None,
     cells: Annotated[Optional[str], typer.Option("--cells", help="Cells as LP:LR, comma-separated (default: all).")] = None,
@@ -97,9 +127,11 @@ def dpo(
 ) -> None:
     """DPO (TRL) on every SFT cell with the same data, settings and seed -> OUT/dpo/<cell>/."""
     from evalsuite.training.config import load_run_config, parse_cells
-    from evalsuite.training.dpo import DPORunConfig, train_dpo_grid
+    from evalsuite.training.dpo import DPORunConfig, sft_root, train_dpo_grid
 
     extra = list(overrides or []) + ([f"output_dir={out}"] if out is not None else [])
     run = load_run_config(DPORunConfig, config, extra)
+    if "output_dir" not in run.model_fields_set:  # default: beside the SFT cells, OUT/sft -> OUT/dpo
+        run = run.model_copy(update={"output_dir": sft_root(from_dir).parent})
     chosen = parse_cells(cells) if cells else None
     _summary(train_dpo_grid(run, from_dir, chosen, force=force, log=_log))

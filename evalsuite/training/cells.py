@@ -44,6 +44,11 @@ class CellDirs:
     def of(cls, output_dir: Path, stage: str, name: str) -> "CellDirs":
         return cls(name, output_dir / stage / name, output_dir / stage / ".work" / name)
 
+    @property
+    def label(self) -> str:
+        """`sft/lp0_lr1`, `dpo/lp0_lr1`: what log lines call the cell."""
+        return f"{self.out.parent.name}/{self.name}"
+
 
 def run_key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -55,11 +60,11 @@ def finished(dirs: CellDirs, key: str, *, force: bool, retrain_changed: bool, lo
     if existing is None or force:
         return None
     if existing.hyperparameters.get("run_key") == key:
-        log(f"{dirs.name}: already trained, skipping ({dirs.out})")
+        log(f"{dirs.label}: already trained, skipping ({dirs.out})")
         return CellResult(dirs.out, True, existing)
     if not retrain_changed:
         raise ConfigError(f"{dirs.out} was trained with different settings: use --force to retrain, or another output_dir")
-    log(f"{dirs.name}: trained with different settings, retraining")
+    log(f"{dirs.label}: trained with different settings, retraining")
     return None
 
 
@@ -154,7 +159,7 @@ def train_and_publish(
         dirs.out.parent.mkdir(parents=True, exist_ok=True)
         final.rename(dirs.out)  # one rename: the cell dir appears complete or not at all
         shutil.rmtree(dirs.work, ignore_errors=True)
-        log(f"{dirs.name}: done in {elapsed:.0f}s -> {dirs.out}")
+        log(f"{dirs.label}: done in {elapsed:.0f}s -> {dirs.out}")
     trainer.accelerator.wait_for_everyone()
     return CellResult(dirs.out, False, built or read_manifest(dirs.out))
 

@@ -11,7 +11,6 @@ import difflib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -21,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from evalsuite.configfile import load_config_file, validation_problems
+from evalsuite.configfile import load_config_file, parse_yaml, validation_problems
 from evalsuite.errors import ConfigError
 from evalsuite.models.embedded import DEFAULT_MODEL
 from evalsuite.training.data import DatasetSpec, PromptFormat, Truncation
@@ -171,7 +170,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw) if raw else None
+    node[parts[-1]] = parse_yaml(raw) if raw else None
 
 
 def load_run_config(cls: type[ModelT], path: Path | None, overrides: list[str] | None = None) -> ModelT:

@@ -130,7 +130,7 @@ def load_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
     except ConfigError:
         raise
     except Exception as exc:  # datasets raises many types; all mean "cannot read this dataset"
-        raise ConfigError(f"cannot load dataset {spec.path!r} (split {spec.split!r}): {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(f"cannot load dataset {spec.path!r} (split {spec.split!r}): {(str(exc).splitlines() or [type(exc).__name__])[0]}") from exc
     if spec.limit is not None:
         ds = ds.select(range(min(spec.limit, len(ds))))
     return ds.to_list()
@@ -162,13 +162,13 @@ def _required_columns(fmt: DataFormat, spec: DatasetSpec, columns: set[str]) -> 
     return [spec.prompt_column or "prompt", response]
 
 
-def _text(value: Any, what: str) -> str:
+def as_text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{what} is empty or not a string")
     return value
 
 
-def _messages(value: Any, what: str) -> Messages:
+def as_messages(value: Any, what: str) -> Messages:
     if not isinstance(value, list) or not value:
         raise ValueError(f"{what} is not a non-empty list of messages")
     out = []
@@ -182,28 +182,28 @@ def _messages(value: Any, what: str) -> Messages:
 def row_to_pair(row: dict[str, Any], fmt: DataFormat, columns: list[str]) -> Pair:
     """One raw row as a Pair; ValueError says what is wrong with it."""
     if fmt == "alpaca":
-        instruction = _text(row.get("instruction"), "instruction")
+        instruction = as_text(row.get("instruction"), "instruction")
         extra = row.get("input") or ""
         if not isinstance(extra, str):
             raise ValueError("input is not a string")
         prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-        return Pair([{"role": "user", "content": prompt}], _text(row.get("output"), "output"))
+        return Pair([{"role": "user", "content": prompt}], as_text(row.get("output"), "output"))
     if fmt == "messages":
-        msgs = _messages(row.get(columns[0]), columns[0])
+        msgs = as_messages(row.get(columns[0]), columns[0])
         if msgs[-1]["role"] != "assistant":
             raise ValueError("the last message is not the assistant's")
         if not any(m["role"] == "user" for m in msgs[:-1]):
             raise ValueError("no user message before the last assistant message")
-        return Pair(msgs[:-1], _text(msgs[-1]["content"], "last assistant message"))
+        return Pair(msgs[:-1], as_text(msgs[-1]["content"], "last assistant message"))
     prompt_value, response_value = row.get(columns[0]), row.get(columns[1])
-    prompt = (_messages(prompt_value, columns[0]) if isinstance(prompt_value, list)
-              else [{"role": "user", "content": _text(prompt_value, columns[0])}])
+    prompt = (as_messages(prompt_value, columns[0]) if isinstance(prompt_value, list)
+              else [{"role": "user", "content": as_text(prompt_value, columns[0])}])
     if isinstance(response_value, list):  # TRL conversational completion: [{"role": "assistant", ...}]
-        msgs = _messages(response_value, columns[1])
+        msgs = as_messages(response_value, columns[1])
         if len(msgs) != 1 or msgs[0]["role"] != "assistant":
             raise ValueError(f"{columns[1]} must hold exactly one assistant message")
         response_value = msgs[0]["content"]
-    return Pair(prompt, _text(response_value, columns[1]))
+    return Pair(prompt, as_text(response_value, columns[1]))
 
 
 def load_pairs(spec: DatasetSpec) -> tuple[list[Pair], list[str]]:

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evalsuite.errors import ConfigError
 from evalsuite.manifest import CheckpointManifest, read_manifest
@@ -75,6 +75,14 @@ class DPORunConfig(BaseModel):
     trust_remote_code: bool = False
     training: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _default_path(cls, value: Any) -> Any:
+        # `dataset.limit=8` alone must still mean the demo preference set, not DatasetSpec's own default.
+        if isinstance(value, dict) and "path" not in value:
+            return {**value, "path": str(DEMO_PREFERENCES)}
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> "DPORunConfig":
         from trl import DPOConfig
@@ -137,12 +145,14 @@ def train_dpo_cell(
         **{**device_defaults(), **config.training_args()},
     )
     model = load_model(sft_cell, dtype, config.trust_remote_code)
-    # Reference = the SFT cell: a frozen copy, or (LoRA) the same weights with the adapter disabled.
-    ref = None if config.lora is not None else load_model(sft_cell, dtype, config.trust_remote_code)
+    # Reference = the SFT cell: a frozen copy, or (LoRA) the same weights with the adapter disabled. With
+    # precomputed reference log-probs TRL scores the data with the untrained policy first, so no copy is kept.
+    keep_ref = config.lora is None and not config.precompute_ref_log_probs
+    ref = load_model(sft_cell, dtype, config.trust_remote_code) if keep_ref else None
     wall = WallClock(dirs.work)
     trainer = EvalsuiteDPOTrainer(model, ref_model=ref, args=args, train_dataset=data.to_dataset(),
                                   processing_class=tokenizer, peft_config=lora_config(config.lora), callbacks=[wall])
-    log(f"{dirs.name}: DPO on {len(data.examples)} pairs" + (f", resuming from {resume.name}" if resume else ""))
+    log(f"{dirs.label}: DPO on {len(data.examples)} pairs" + (f", resuming from {resume.name}" if resume else ""))
 
     def manifest(result: Any, elapsed: float) -> CheckpointManifest:
         logged = [h for h in trainer.state.log_history if "rewards/margins" in h]
@@ -168,21 +178,35 @@ def train_dpo_cell(
                              manifest=manifest, log=log)
 
 
+def sft_root(from_dir: Path) -> Path:
+    """`OUT/sft` given `OUT` or `OUT/sft` (or any folder of SFT cells)."""
+    root = from_dir / "sft" if (from_dir / "sft").is_dir() else from_dir
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a directory")
+    return root
+
+
 def sft_cells(from_dir: Path, cells: list[tuple[float, float]] | None = None) -> list[Path]:
-    """The SFT cells under `from_dir` (an `OUT/sft` folder or `OUT`), in grid order; `cells` picks some."""
+    """The SFT cells under `from_dir` (an `OUT/sft` folder or `OUT`): those in `cells`, in that order, or all
+    of them by (λp, λr)."""
     from evalsuite.training.config import cell_name
 
-    root = from_dir / "sft" if (from_dir / "sft").is_dir() else from_dir
-    found = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "evalsuite.json").is_file())
+    root = sft_root(from_dir)
+    found = {p.name: p for p in root.iterdir()
+             if p.is_dir() and not p.name.startswith(".") and (p / "evalsuite.json").is_file()}
     if cells is not None:
-        wanted = {cell_name(lp, lr) for lp, lr in cells}
-        missing = sorted(wanted - {p.name for p in found})
+        missing = [cell_name(lp, lr) for lp, lr in cells if cell_name(lp, lr) not in found]
         if missing:
             raise ConfigError(f"no finished SFT cell {', '.join(missing)} under {root}")
-        found = [p for p in found if p.name in wanted]
+        return [found[cell_name(lp, lr)] for lp, lr in cells]
     if not found:
         raise ConfigError(f"no finished SFT cells (folders with evalsuite.json) under {root}")
-    return found
+    return sorted(found.values(), key=_grid_position)
+
+
+def _grid_position(cell: Path) -> tuple[float, float, str]:
+    lambdas = getattr(read_manifest(cell), "cell", None) or {}
+    return (lambdas.get("lambda_p", float("inf")), lambdas.get("lambda_r", float("inf")), cell.name)
 
 
 def train_dpo_grid(

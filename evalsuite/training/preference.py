@@ -28,8 +28,8 @@ from evalsuite.training.data import (
     Pair,
     Prepared,
     PromptFormat,
-    _messages,
-    _text,
+    as_messages,
+    as_text,
     encode_all,
     encode_pair,
     load_rows,
@@ -57,11 +57,11 @@ PreparedPreferences = Prepared[EncodedPreference]
 def _answer(value: Any, what: str) -> tuple[Messages | None, str]:
     """A completion as (earlier turns or None, assistant text)."""
     if isinstance(value, str):
-        return None, _text(value, what)
-    msgs = _messages(value, what)
+        return None, as_text(value, what)
+    msgs = as_messages(value, what)
     if msgs[-1]["role"] != "assistant":
         raise ValueError(f"{what}: the last message is not the assistant's")
-    return (msgs[:-1] or None), _text(msgs[-1]["content"], f"{what} answer")
+    return (msgs[:-1] or None), as_text(msgs[-1]["content"], f"{what} answer")
 
 
 def row_to_preference(row: dict[str, Any]) -> PreferencePair:
@@ -73,9 +73,9 @@ def row_to_preference(row: dict[str, Any]) -> PreferencePair:
             raise ValueError("chosen and rejected conversations have different prompts")
         prompt = chosen_ctx
     elif isinstance(row.get("prompt"), list):
-        prompt = _messages(row["prompt"], "prompt")
+        prompt = as_messages(row["prompt"], "prompt")
     else:
-        prompt = [{"role": "user", "content": _text(row.get("prompt"), "prompt")}]
+        prompt = [{"role": "user", "content": as_text(row.get("prompt"), "prompt")}]
     if not any(m["role"] == "user" for m in prompt):
         raise ValueError("the prompt has no user message")
     if chosen == rejected:

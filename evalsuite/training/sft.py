@@ -146,7 +146,7 @@ def train_cell(
     wall = WallClock(dirs.work)
     trainer = WITTrainer(load_model(base.path, dtype, config.trust_remote_code), args=args, processing_class=tokenizer,
                          train_dataset=data.to_dataset(), peft_config=lora_config(config.lora), callbacks=[wall])
-    log(f"{dirs.name}: training {len(data.examples)} examples, {config.global_batch_size} per step"
+    log(f"{dirs.label}: training {len(data.examples)} examples, {config.global_batch_size} per step"
         + (f", resuming from {resume.name}" if resume else ""))
 
     def manifest(result: Any, elapsed: float) -> CheckpointManifest:

@@ -1,27 +1,41 @@
-"""WIT SFT on the real SmolLM2: a 3-cell grid of a few steps gives three loadable checkpoints with lineage."""
+"""WIT SFT then DPO on the real SmolLM2: a 3-cell grid of a few steps gives three loadable SFT checkpoints,
+and `evalsuite train dpo` over them three DPO checkpoints, each with complete lineage."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
 
+import pandas as pd
 import pytest
 
 from evalsuite.manifest import read_manifest
+from tests.conftest import EVALSUITE, ROOT
 
 pytestmark = pytest.mark.integration
 
+CELLS = [(0.0, 1.0), (0.4, 1.0), (1.0, 1.0)]
 
-def test_three_cell_grid_on_smollm2(smollm2_dir, tmp_path):
-    from evalsuite.backends import HFConfig, LoglikelihoodRequest, load_backend
+
+@pytest.fixture(scope="module")
+def sft_grid(smollm2_dir, tmp_path_factory):
     from evalsuite.training.config import load_sft_config
     from evalsuite.training.sft import train_grid
 
     config = load_sft_config(None, [
-        f"model={smollm2_dir}", f"output_dir={tmp_path}", "dataset.limit=16", "global_batch_size=2",
-        "training.per_device_train_batch_size=2", "training.max_steps=2", "training.save_steps=100",
-        "max_length=128", "precision=fp32",
+        f"model={smollm2_dir}", f"output_dir={tmp_path_factory.mktemp('wit')}", "dataset.limit=16",
+        "global_batch_size=2", "training.per_device_train_batch_size=2", "training.max_steps=2",
+        "training.save_steps=100", "max_length=128", "precision=fp32",
     ])
-    cells = train_grid(config, [(0.0, 1.0), (0.4, 1.0), (1.0, 1.0)])
+    return config, train_grid(config, CELLS)
+
+
+def test_three_cell_grid_on_smollm2(smollm2_dir, sft_grid):
+    from evalsuite.backends import HFConfig, LoglikelihoodRequest, load_backend
+    from evalsuite.training.sft import train_grid
+
+    config, cells = sft_grid
     assert [c.path.name for c in cells] == ["lp0_lr1", "lp0.4_lr1", "lp1_lr1"]
     losses = []
     for cell in cells:
@@ -36,4 +50,34 @@ def test_three_cell_grid_on_smollm2(smollm2_dir, tmp_path):
     # Same data and seed: adding prompt tokens (easy to predict after the template) changes the loss.
     assert len({round(x, 4) for x in losses}) == 3
     # A second run finds every cell done.
-    assert all(c.skipped for c in train_grid(config, [(0.0, 1.0), (0.4, 1.0), (1.0, 1.0)]))
+    assert all(c.skipped for c in train_grid(config, CELLS))
+
+
+def test_train_dpo_over_the_grid_on_smollm2(smollm2_dir, sft_grid):
+    config, cells = sft_grid
+    out = config.output_dir
+    proc = subprocess.run(
+        EVALSUITE + ["train", "dpo", "--from", str(out / "sft"), "dataset.limit=8", "global_batch_size=2",
+                     "training.per_device_train_batch_size=2", "training.max_steps=2", "max_length=192",
+                     "precision=fp32"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    settings = set()
+    for sft in cells:
+        cell = out / "dpo" / sft.path.name
+        m = read_manifest(cell)
+        # base → SFT cell → DPO cell, in the SFT cell's prompt format, with the paper's DPO settings.
+        assert m.stage == "dpo" and m.parent == str(sft.path.resolve()) and m.prompt_format == "chat_template"
+        assert read_manifest(sft.path).parent == str(smollm2_dir.resolve()) and m.base_model == sft.manifest.base_model
+        assert m.cell == sft.manifest.cell and m.metrics["steps"] == 2
+        trainer = m.hyperparameters["trainer"]
+        assert m.hyperparameters["beta"] == 0.1 and trainer["learning_rate"] == 5e-7 and trainer["weight_decay"] == 0
+        assert m.source["parent_fingerprint"] and m.source["data_stats"]["rows"] == 8
+        curve = pd.read_csv(cell / "train_log.csv").dropna(subset=["loss"])
+        # Step 1 is scored before any update: the policy equals its reference (the SFT cell), so the implicit
+        # rewards are 0 and the loss is log 2.
+        assert abs(curve["rewards/chosen"].iloc[0]) < 1e-4 and curve["loss"].iloc[0] == pytest.approx(math.log(2), abs=1e-4)
+        assert (cell / "model.safetensors").is_file() and (cell / "tokenizer.json").is_file()
+        settings.add(json.dumps([m.hyperparameters["trainer"], m.source["dataset_fingerprint"]], sort_keys=True))
+    assert len(settings) == 1  # identical data, hyper-parameters and seed for every cell

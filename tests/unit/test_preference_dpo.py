@@ -1,14 +1,20 @@
-"""Preference data in the SFT cell's format, and TRL DPO on it (issue 4, work in progress)."""
+"""Preference data in the SFT cell's format, TRL DPO on it, and DPO cells with lineage."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from evalsuite.errors import ConfigError
-from tests.conftest import write_jsonl
+from tests.conftest import EVALSUITE, ROOT, write_jsonl
 from evalsuite.training.data import DatasetSpec
 from evalsuite.training.preference import prepare_preferences
 
@@ -43,6 +49,12 @@ def test_bad_preference_rows(tok, tmp_path):
         prepare_preferences(DatasetSpec(path=str(path)), tok, "plain", 64)
     path = write_jsonl(tmp_path / "e.jsonl", [{"prompt": "q", "answer": "x"}])
     with pytest.raises(ConfigError, match="needs columns prompt, chosen, rejected"):
+        prepare_preferences(DatasetSpec(path=str(path)), tok, "plain", 64)
+    (tmp_path / "empty.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="empty|no rows"):
+        prepare_preferences(DatasetSpec(path=str(tmp_path / "empty.jsonl")), tok, "plain", 64)
+    path = write_jsonl(tmp_path / "long.jsonl", [{"prompt": "q " * 80, "chosen": "a", "rejected": "b"}])
+    with pytest.raises(ConfigError, match="no training examples left"):
         prepare_preferences(DatasetSpec(path=str(path)), tok, "plain", 64)
 
 
@@ -95,3 +107,157 @@ def test_dpo_cell_lineage_and_bad_parents(tiny_model_dir, tmp_path):
         train_dpo_cell(config, Path(tiny_model_dir))
     with pytest.raises(ConfigError, match="is a dpo checkpoint"):
         train_dpo_cell(config, dpo.path)
+
+
+# ------------------------------------------------------------------------------------------------ DPO cells
+
+
+def _even_odd(n: int) -> list[dict]:
+    return [{"prompt": f"Is {i} even?", "chosen": "yes" if i % 2 == 0 else "no",
+             "rejected": "no" if i % 2 == 0 else "yes"} for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def sft_cell(tiny_model_dir, tmp_path_factory) -> Path:
+    from evalsuite.training.config import load_sft_config
+    from evalsuite.training.sft import train_cell
+
+    root = tmp_path_factory.mktemp("sft")
+    rows = [{"prompt": p["prompt"], "response": p["chosen"]} for p in _even_odd(8)]
+    return train_cell(load_sft_config(None, [
+        f"model={tiny_model_dir}", f"dataset.path={write_jsonl(root / 's.jsonl', rows)}", f"output_dir={root}",
+        "global_batch_size=4", "training.per_device_train_batch_size=4", "training.max_steps=1", "precision=fp32"])).path
+
+
+def _dpo_config(tmp_path: Path, out: Path, **kw):
+    from evalsuite.training.dpo import DPORunConfig
+
+    training = {"per_device_train_batch_size": 4, "max_steps": 3, "learning_rate": 1e-3, **kw.pop("training", {})}
+    kw = {"global_batch_size": 4, "precision": "fp32", **kw}
+    return DPORunConfig(dataset=DatasetSpec(path=str(write_jsonl(tmp_path / "p.jsonl", _even_odd(12)))), output_dir=out,
+                        training=training, **kw)
+
+
+def test_precomputed_reference_log_probs_train_the_same(sft_cell, tmp_path):
+    """TRL scores the data with the untrained policy up front instead of keeping a reference copy: the
+    reference log-probs, hence the losses and the weights, equal those of a run with a live reference."""
+    from safetensors.torch import load_file
+
+    from evalsuite.training.dpo import train_dpo_cell
+
+    live = train_dpo_cell(_dpo_config(tmp_path, tmp_path / "live"), sft_cell)
+    pre = train_dpo_cell(_dpo_config(tmp_path, tmp_path / "pre", precompute_ref_log_probs=True), sft_cell)
+    assert pre.manifest.hyperparameters["precompute_ref_log_probs"] is True
+    live_log, pre_log = (pd.read_csv(r.path / "train_log.csv").dropna(subset=["loss"]) for r in (live, pre))
+    assert len(live_log) == len(pre_log) == 3
+    np.testing.assert_allclose(pre_log["loss"], live_log["loss"], rtol=1e-5)
+    np.testing.assert_allclose(pre_log["rewards/margins"], live_log["rewards/margins"], rtol=1e-4, atol=1e-6)
+    assert pre.manifest.metrics["train_loss"] == pytest.approx(live.manifest.metrics["train_loss"], rel=1e-5)
+    a, b = load_file(live.path / "model.safetensors"), load_file(pre.path / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_dpo_in_bf16(sft_cell, tmp_path):
+    from safetensors.torch import load_file
+
+    from evalsuite.training.dpo import train_dpo_cell
+
+    cell = train_dpo_cell(_dpo_config(tmp_path, tmp_path / "out", precision="bf16", training={"max_steps": 1}), sft_cell)
+    assert cell.manifest.dtype == "bfloat16"
+    assert {t.dtype for t in load_file(cell.path / "model.safetensors").values()} == {torch.bfloat16}
+
+
+def test_lora_dpo_reference_is_the_adapter_disabled(sft_cell, tmp_path):
+    """With LoRA the reference is the policy with its adapter off: that is exactly the SFT cell, and the
+    adapter on reproduces the merged checkpoint the cell publishes."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from evalsuite.training.config import LoraSpec
+    from evalsuite.training.dpo import train_dpo_cell
+
+    cell = train_dpo_cell(_dpo_config(tmp_path, tmp_path / "out", lora=LoraSpec(r=4), training={"learning_rate": 1e-2}),
+                          sft_cell)
+    assert cell.manifest.hyperparameters["lora"]["r"] == 4 and (cell.path / "adapter" / "adapter_config.json").is_file()
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    sft = AutoModelForCausalLM.from_pretrained(sft_cell).eval()
+    with torch.no_grad():
+        sft_logits = sft(ids).logits
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(sft_cell), cell.path / "adapter").eval()
+    merged = AutoModelForCausalLM.from_pretrained(cell.path).eval()
+    with torch.no_grad():
+        with peft.disable_adapter():
+            torch.testing.assert_close(peft(ids).logits, sft_logits, rtol=0, atol=0)
+        torch.testing.assert_close(peft(ids).logits, merged(ids).logits, rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(merged(ids).logits, sft_logits, atol=1e-4)  # the adapter did train
+
+
+def test_sft_then_dpo_grid_killed_mid_dpo_cell_resumes(tiny_model_dir, tmp_path):
+    """`evalsuite train grid --dpo` is SIGKILLed while the second DPO cell trains; the re-run skips both SFT
+    cells and the first DPO cell, resumes the second from its checkpoint and ends with the weights of an
+    uninterrupted `evalsuite train dpo` of that cell."""
+    from safetensors.torch import load_file
+
+    from evalsuite.manifest import read_manifest
+
+    sft = write_jsonl(tmp_path / "s.jsonl", [{"prompt": p["prompt"], "response": p["chosen"]} for p in _even_odd(8)])
+    prefs = write_jsonl(tmp_path / "p.jsonl", _even_odd(40))
+    out = tmp_path / "grid"
+    dpo_over = [f"dataset.path={prefs}", "global_batch_size=4", "training.per_device_train_batch_size=2",
+                "training.max_steps=10", "training.save_steps=2", "training.learning_rate=1e-3", "max_length=64",
+                "precision=fp32"]
+    args = EVALSUITE + ["train", "grid", "--cells", "0:1,1:1", "--dpo", f"model={tiny_model_dir}", f"dataset.path={sft}",
+                        f"output_dir={out}", "global_batch_size=4", "training.per_device_train_batch_size=4",
+                        "training.max_steps=1", "precision=fp32"] + [f"dpo.{o}" for o in dpo_over]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    marker = out / "dpo" / ".work" / "lp1_lr1" / "checkpoint-4" / "trainer_state.json"
+    deadline = time.time() + 300
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the run ended before the kill point:\n" + proc.stdout.read()[-3000:]
+    assert (out / "dpo" / "lp0_lr1" / "evalsuite.json").is_file() and not (out / "dpo" / "lp1_lr1").exists()
+    first = (out / "dpo" / "lp0_lr1" / "evalsuite.json").read_text()
+
+    rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    for cell in ("sft/lp0_lr1", "sft/lp1_lr1", "dpo/lp0_lr1"):
+        assert f"{cell}: already trained, skipping" in rerun.stdout
+    assert "dpo/lp1_lr1: DPO on 40 pairs, resuming from checkpoint-" in rerun.stdout.replace("\n", " ")
+    assert (out / "dpo" / "lp0_lr1" / "evalsuite.json").read_text() == first
+    resumed = read_manifest(out / "dpo" / "lp1_lr1")
+    assert resumed.metrics["steps"] == 10 and resumed.parent == str((out / "sft" / "lp1_lr1").resolve())
+
+    clean = tmp_path / "clean"
+    ok = subprocess.run(EVALSUITE + ["train", "dpo", "--from", str(out / "sft"), "--cells", "1:1", "--out", str(clean)]
+                        + dpo_over, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    a, b = load_file(out / "dpo" / "lp1_lr1" / "model.safetensors"), load_file(clean / "dpo" / "lp1_lr1" / "model.safetensors")
+    for k in b:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_grid_rejects_dpo_overrides_without_dpo(tmp_path):
+    proc = subprocess.run(EVALSUITE + ["train", "grid", "--cells", "0:1", "dpo.beta=0.2"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "need --dpo" in proc.stderr
+    proc = subprocess.run(EVALSUITE + ["train", "grid", "--cells", "0:1", "--dpo", "dpo.beta=-1",
+                                       f"output_dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "beta" in proc.stderr and not (tmp_path / "sft").exists()  # checked before SFT
+
+
+def test_dpo_config_defaults_and_overrides():
+    from evalsuite.training.config import load_run_config
+    from evalsuite.training.dpo import DEMO_PREFERENCES, DPORunConfig
+
+    cfg = load_run_config(DPORunConfig, None, ["dataset.limit=8", "training.learning_rate=1e-6"])
+    assert cfg.dataset.path == str(DEMO_PREFERENCES) and cfg.dataset.limit == 8
+    args = cfg.training_args()
+    assert args["learning_rate"] == 1e-6 and args["warmup_steps"] == 0.1 and args["num_train_epochs"] == 2
+    assert args["weight_decay"] == 0 and cfg.beta == 0.1 and cfg.global_batch_size == 32
+    for bad, msg in [("training.beta=0.2", "use beta"), ("beta=0", "beta"), ("training.lr=1", "lr")]:
+        with pytest.raises(ConfigError, match=msg):
+            load_run_config(DPORunConfig, None, [bad])

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,9 +16,8 @@ from safetensors.torch import load_file
 from evalsuite.errors import ConfigError
 from evalsuite.manifest import read_manifest
 from evalsuite.training.config import load_sft_config, paper_grid, parse_cells
+from tests.conftest import EVALSUITE, ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
-EVALSUITE = [sys.executable, "-m", "evalsuite"]
 
 
 def _data(tmp_path: Path, n: int = 24) -> Path:
@@ -59,10 +57,12 @@ def test_both_lambdas_zero_is_rejected():
 
 def test_config_file_values_and_overrides(tmp_path):
     path = tmp_path / "wit.yaml"
-    path.write_text("lambda_p: 0.2\ntraining:\n  learning_rate: 1.0e-5\ndataset:\n  path: data.jsonl\n  limit: 10\n")
-    cfg = load_sft_config(path, ["training.num_train_epochs=3", "dataset.limit=5"])
+    # `1e-5` (no dot) is a string to PyYAML's YAML 1.1 rules; learning rates are written that way.
+    path.write_text("lambda_p: 0.2\ntraining:\n  learning_rate: 1e-5\ndataset:\n  path: data.jsonl\n  limit: 10\n")
+    cfg = load_sft_config(path, ["training.num_train_epochs=3", "dataset.limit=5", "training.adam_epsilon=1e-6"])
     assert cfg.lambda_p == 0.2 and cfg.dataset.path == "data.jsonl" and cfg.dataset.limit == 5
     assert cfg.training_args()["learning_rate"] == 1e-5 and cfg.training_args()["num_train_epochs"] == 3
+    assert cfg.training_args()["adam_epsilon"] == 1e-6
     assert cfg.training_args()["weight_decay"] == 0.1  # the paper's default stays underneath
 
 
