@@ -24,7 +24,7 @@ CORPUS = [
 ] * 20
 
 
-def build_tiny_model(directory: Path, seed: int = 0) -> Path:
+def build_tiny_model(directory: Path, seed: int = 0, max_positions: int = 128) -> Path:
     """A 2-layer Llama with a byte-level BPE tokenizer trained on a few sentences, saved as safetensors."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -39,12 +39,12 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
     )
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>",
-        unk_token="<|endoftext|>", model_max_length=128,
+        unk_token="<|endoftext|>", model_max_length=max_positions,
     )
     tok.chat_template = CHATML
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True, initializer_range=0.2,
+        num_key_value_heads=2, max_position_embeddings=max_positions, tie_word_embeddings=True, initializer_range=0.2,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(seed)
@@ -57,6 +57,13 @@ def build_tiny_model(directory: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_long_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with room for few-shot benchmark prompts (4,096 positions: BBH's 3-shot CoT prompts
+    take ~1,900 tokens under its small vocabulary)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama-long"), max_positions=4096)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessorList
+from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from evalsuite.backends.base import Backend, TokenPair
 from evalsuite.backends.batching import group_by, left_pad, length_sorted_batches
@@ -93,7 +93,6 @@ class HFBackend(Backend):
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=sorted(self.eos_ids),
-            stop_strings=list(first.stop) or None,
         )
         processors = LogitsProcessorList()
         if not first.greedy:
@@ -104,7 +103,8 @@ class HFBackend(Backend):
                 attention_mask=mask.to(self.device),
                 generation_config=gen_config,
                 logits_processor=processors,
-                tokenizer=self.tokenizer if first.stop else None,
+                stopping_criteria=StoppingCriteriaList(
+                    [GeneratedStopStrings(ids.shape[1], first.stop, self.tokenizer)] if first.stop else []),
             )
         new_tokens = out[:, ids.shape[1] :].tolist()
         return [self._finish(row, first) for row in new_tokens]
@@ -170,3 +170,19 @@ class HFBackend(Backend):
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+
+
+class GeneratedStopStrings(StoppingCriteria):
+    """Stop a row once a stop string appears in its *generated* text. transformers' `stop_strings` also
+    matches a stop string that begins inside the prompt (a prompt ending in "\n" and a generated "\n"
+    stop on "\n\n" at once); lm-eval and vLLM look at the generated text only, and so do we. Only the
+    last few generated tokens are decoded: a new occurrence must end in them."""
+
+    def __init__(self, prompt_length: int, stops: Sequence[str], tokenizer: object) -> None:
+        self.start, self.stops, self.tokenizer = prompt_length, tuple(stops), tokenizer
+        self.window = max(len(s) for s in self.stops) + 2  # a token holds at least one character
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        generated = input_ids[:, self.start:]
+        tails = self.tokenizer.batch_decode(generated[:, -self.window:], skip_special_tokens=True)
+        return torch.tensor([any(s in t for s in self.stops) for t in tails], dtype=torch.bool, device=input_ids.device)

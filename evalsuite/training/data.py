@@ -33,6 +33,7 @@ from typing import Any, Callable, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalsuite.errors import ConfigError
+from evalsuite.rows import read_rows
 
 DataFormat = Literal["auto", "alpaca", "prompt_response", "messages"]
 PromptFormat = Literal["chat_template", "plain"]
@@ -111,29 +112,7 @@ PreparedData = Prepared[EncodedPair]
 
 def load_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
     """The raw rows of a local file, a local dataset folder, or a hub dataset."""
-    import datasets
-
-    path = Path(spec.path).expanduser()
-    try:
-        if path.is_file():
-            builder = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}.get(path.suffix.lower())
-            if builder is None:
-                raise ConfigError(f"dataset file {path}: expected .json, .jsonl or .parquet")
-            ds = datasets.load_dataset(builder, data_files=str(path), split="train")
-        elif path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "state.json").is_file()
-                                or (path / "dataset_dict.json").is_file()):
-            ds = datasets.load_from_disk(str(path))
-            if isinstance(ds, datasets.DatasetDict):
-                ds = ds[spec.split]
-        else:
-            ds = datasets.load_dataset(str(spec.path), split=spec.split)
-    except ConfigError:
-        raise
-    except Exception as exc:  # datasets raises many types; all mean "cannot read this dataset"
-        raise ConfigError(f"cannot load dataset {spec.path!r} (split {spec.split!r}): {(str(exc).splitlines() or [type(exc).__name__])[0]}") from exc
-    if spec.limit is not None:
-        ds = ds.select(range(min(spec.limit, len(ds))))
-    return ds.to_list()
+    return read_rows(spec.path, spec.split, limit=spec.limit)
 
 
 def detect_format(columns: set[str], spec: DatasetSpec) -> DataFormat:

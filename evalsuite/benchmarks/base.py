@@ -1,0 +1,136 @@
+"""What every benchmark is: items with stable ids, requests built from them, scored samples, aggregates.
+
+A benchmark module subclasses `Benchmark` and registers it (`evalsuite.benchmarks.register`). The shared
+runner (`evalsuite.benchmarks.runner`) does the rest: it sends every item's requests to a backend in one
+batch, hands each item its responses back, and writes lm-eval-shaped records. So a benchmark never talks
+to a model and never batches anything itself.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Sequence
+
+from evalsuite.backends import GenerationRequest, LoglikelihoodRequest
+from evalsuite.benchmarks.prompting import Prompter
+
+Request = LoglikelihoodRequest | GenerationRequest
+OutputType = Literal["loglikelihood", "generate"]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark item. `id` is stable across runs and machines (perturbed copies keep it), `subset`
+    is the subject / task / category it is aggregated under, `doc` the row as the reference tool sees it."""
+
+    id: str
+    subset: str
+    doc: dict[str, Any]
+    target: Any
+
+
+@dataclass
+class Sample:
+    """One scored item under one filter, in lm-eval's sample-log shape plus our id and subset."""
+
+    doc_id: int
+    item_id: str
+    subset: str
+    doc: dict[str, Any]
+    target: Any
+    arguments: list[Any]
+    resps: list[Any]
+    filtered_resps: list[Any]
+    filter: str
+    metrics: dict[str, float]
+    prompt_format: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        from evalsuite.benchmarks.records import sample_record
+
+        return sample_record(self)
+
+
+class Benchmark(ABC):
+    """A benchmark variant: `name` (registry key, e.g. `mmlu`), `variant` (e.g. `loglikelihood`)."""
+
+    name: ClassVar[str]
+    variants: ClassVar[tuple[str, ...]]
+    output_type: OutputType
+
+    def __init__(self, variant: str | None = None, **options: Any) -> None:
+        variant = variant or self.variants[0]
+        if variant not in self.variants:
+            from evalsuite.errors import ConfigError
+
+            raise ConfigError(f"{self.name} has no variant {variant!r}; choose from {', '.join(self.variants)}")
+        self.variant = variant
+        self.options = options
+
+    def settings(self) -> dict[str, Any]:
+        """What results files record about this benchmark's configuration."""
+        return {"name": self.name, "variant": self.variant, **self.options}
+
+    @property
+    def task_name(self) -> str:
+        return f"{self.name}_{self.variant}"
+
+    @abstractmethod
+    def load(self, source: Any, limit: int | None = None, seed: int | None = None) -> list[Item]:
+        """Items from `source` (see `evalsuite.benchmarks.data`); `limit` per subset, first N or, with a
+        `seed`, a seeded sample."""
+
+    @abstractmethod
+    def requests(self, item: Item, prompter: Prompter) -> list[Request]:
+        ...
+
+    @abstractmethod
+    def score(self, items: Sequence[Item], requests: Sequence[Sequence[Request]], responses: Sequence[Sequence[Any]],
+              prompter: Prompter) -> list[Sample]:
+        """Every item's samples, one per filter (lm-eval logs one row per filter). Batched because lm-eval's
+        filters are built per task and some are costly to build."""
+
+    def aggregate(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        """lm-eval-style results: `{"acc,none": ..., "acc_stderr,none": ...}` overall (micro-average) and per
+        subset."""
+        from evalsuite.benchmarks.records import aggregate_samples
+
+        return aggregate_samples(samples)
+
+
+def subset_positions(items: Sequence[Item]) -> list[int]:
+    """Each item's index within its subset: lm-eval's `doc_id` (one lm-eval task per subset)."""
+    seen: dict[str, int] = {}
+    out = []
+    for it in items:
+        out.append(seen.get(it.subset, 0))
+        seen[it.subset] = out[-1] + 1
+    return out
+
+
+def generation_arguments(request: GenerationRequest) -> list[Any]:
+    """lm-eval's logged `arguments` of a generation: the context and its generation kwargs."""
+    return [request.prompt, {"until": list(request.stop), "max_gen_toks": request.max_new_tokens,
+                             "do_sample": not request.greedy, "temperature": request.temperature}]
+
+
+def doc_json(doc: dict[str, Any]) -> str:
+    """The doc as lm-eval hashes it."""
+    return json.dumps(doc, indent=2, default=_non_serializable, ensure_ascii=False)
+
+
+def _non_serializable(o: Any) -> Any:
+    import numpy as np
+
+    if isinstance(o, np.bool_):
+        return bool(o)
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, set):
+        return list(o)
+    return str(o)

