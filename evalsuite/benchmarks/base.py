@@ -87,6 +87,11 @@ class Benchmark(ABC):
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
         ...
 
+    def followup(self, item: Item, prompter: Prompter, responses: Sequence[Any]) -> list[Request]:
+        """Requests that depend on earlier answers (MT-Bench's second turn); none by default. The runner
+        asks again after each round until no item has more."""
+        return []
+
     @abstractmethod
     def score(self, items: Sequence[Item], requests: Sequence[Sequence[Request]], responses: Sequence[Sequence[Any]],
               prompter: Prompter) -> list[Sample]:

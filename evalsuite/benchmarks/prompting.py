@@ -72,3 +72,12 @@ class Prompter:
     def continuation(self, answer: str, target_delimiter: str = " ") -> str:
         """A scored continuation: `" A"` in plain text, `"A"` right after a chat template's generation prompt."""
         return (target_delimiter if self.format == "plain" else "") + answer
+
+    def conversation(self, turns: Sequence[tuple[str, str | None]]) -> str:
+        """A multi-turn prompt: (user, assistant) pairs, the last assistant None. Chat: the template. Plain:
+        each finished turn as "question answer" (the WIT plain format), turns separated by a blank line."""
+        if self.format == "chat_template":
+            messages = [m for user, answer in turns for m in (
+                [{"role": "user", "content": user}] + ([{"role": "assistant", "content": answer}] if answer is not None else []))]
+            return self.render_chat(messages)
+        return "\n\n".join(user if answer is None else f"{user} {answer}" for user, answer in turns)

@@ -47,12 +47,12 @@ def sample_record(sample: "Sample") -> dict[str, Any]:
     return record
 
 
-def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
-    """lm-eval's `mean` and `mean_stderr` (sample standard deviation / sqrt(n)); stderr is NaN for n < 2."""
+def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
+    """lm-eval's `mean` and `mean_stderr` (sample standard deviation / sqrt(n)); no stderr (null) for n < 2."""
     n = len(values)
     mean = sum(values) / n
     if n < 2:
-        return mean, float("nan")
+        return mean, None
     var = sum((v - mean) ** 2 for v in values) / (n - 1)
     return mean, math.sqrt(var) / math.sqrt(n)
 
@@ -66,8 +66,9 @@ def aggregate_samples(samples: Sequence["Sample"]) -> dict[str, dict[str, Any]]:
         for scope in ("all", s.subset):
             counts[scope].add(s.item_id)
             for metric, value in s.metrics.items():
-                if isinstance(value, list):  # one value per instruction (IFEval): averaged over all of them
-                    groups[scope][f"{metric},{s.filter}"].extend(float(v) for v in value)
+                if isinstance(value, list):  # one value per instruction (IFEval) or turn (MT-Bench): pooled
+                    if value:
+                        groups[scope][f"{metric},{s.filter}"].extend(float(v) for v in value)
                 elif value is not None:
                     groups[scope][f"{metric},{s.filter}"].append(float(value))
     out: dict[str, dict[str, Any]] = {}

@@ -43,6 +43,14 @@ def run_benchmark(benchmark: Benchmark, items: Sequence[Item], backend: Any, pro
                   progress: bool = False) -> BenchmarkResult:
     requests = [benchmark.requests(item, prompter) for item in items]
     responses = answer_requests(backend, requests, progress=progress)
+    while True:  # later rounds see earlier answers (multi-turn benchmarks)
+        more = [benchmark.followup(item, prompter, resps) for item, resps in zip(items, responses)]
+        if not any(more):
+            break
+        answers = answer_requests(backend, more, progress=progress)
+        for reqs, resps, new_reqs, new_resps in zip(requests, responses, more, answers):
+            reqs.extend(new_reqs)
+            resps.extend(new_resps)
     samples = benchmark.score(items, requests, responses, prompter)
     return BenchmarkResult(benchmark.task_name, samples, benchmark.aggregate(samples))
 
@@ -57,7 +65,7 @@ def write_result(result: BenchmarkResult, out_dir: Path, config: dict[str, Any])
     _atomic_write(samples_path, "".join(json.dumps(s.to_record(), ensure_ascii=False) + "\n" for s in result.samples))
     results = {f"{result.task}:{k}" if k != "all" else result.task: v for k, v in result.results.items()}
     payload = {"results": results, "config": config, "versions": library_versions()}
-    _atomic_write(results_path, json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=True) + "\n")
+    _atomic_write(results_path, json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     return samples_path, results_path
 
 

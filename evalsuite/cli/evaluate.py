@@ -43,7 +43,7 @@ def prepare(
 
 
 def evaluate(
-    benchmarks: Annotated[str, typer.Option("--benchmarks", help="Comma-separated: mmlu, mmlu:generative, bbh, bbh:cot.")] = "mmlu",
+    benchmarks: Annotated[str, typer.Option("--benchmarks", help="Comma-separated: mmlu, mmlu:generative, bbh, bbh:cot, ifeval, mtbench.")] = "mmlu",
     data: Annotated[Optional[str], typer.Option(
         "--data", help="Data folder from `evalsuite data prepare`, a folder/file, or a hub id (default: the prepared folder if any, else the hub).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where samples_*.jsonl and results_*.json go.")] = Path("reports/eval"),
@@ -53,6 +53,12 @@ def evaluate(
         "--prompt-format", help="auto (the checkpoint's manifest, else plain) | plain | chat_template")] = "auto",
     num_fewshot: Annotated[int, typer.Option("--num-fewshot", help="MMLU log-likelihood exemplars from the dev split.")] = 0,
     max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="Cap generation length (default: each task's).")] = None,
+    judge_model: Annotated[Optional[str], typer.Option(
+        "--judge-model", help="MT-Bench judge: a served model name (with --judge-base-url) or a local checkpoint.")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option(
+        "--judge-base-url", help="OpenAI-compatible judge endpoint, e.g. http://127.0.0.1:8000/v1.")] = None,
+    judge_api_key_env: Annotated[Optional[str], typer.Option(
+        "--judge-api-key-env", help="Env var holding the judge endpoint's API key (never stored).")] = None,
     model: common.ModelOpt = DEFAULT_MODEL,
     backend: common.BackendOpt = None,
     dtype: common.DTypeOpt = None,
@@ -74,22 +80,32 @@ def evaluate(
                                 trust_remote_code=trust_remote_code)
     if data is None and (default_data_dir() / "evalsuite-data.json").is_file():
         data = str(default_data_dir())
-    options = {"mmlu": {"num_fewshot": num_fewshot}, "bbh": {}}
+    options: dict = {"mmlu": {"num_fewshot": num_fewshot}, "bbh": {}, "ifeval": {}, "mtbench": {}}
+    if judge_model is not None:
+        from evalsuite.benchmarks.judge import Judge
+
+        judge_cfg = common.backend_config(model=judge_model, backend="openai" if judge_base_url else None,
+                                          base_url=judge_base_url, api_key_env=judge_api_key_env)
+        options["mtbench"]["judge"] = Judge(judge_cfg)
     if max_new_tokens is not None:
         for opts in options.values():
             opts["max_new_tokens"] = max_new_tokens
     specs = [s.strip() for s in benchmarks.split(",") if s.strip()]
-    results = evaluate_model(cfg, specs, data=data, out_dir=out, limit=limit, seed=seed,
-                             prompt_format=prompt_format, options=options, log=_log)
+    try:
+        results = evaluate_model(cfg, specs, data=data, out_dir=out, limit=limit, seed=seed,
+                                 prompt_format=prompt_format, options=options, log=_log)
+    finally:
+        if "judge" in options["mtbench"]:
+            options["mtbench"]["judge"].close()
     table = Table("task", "metric", "filter", "value", "± stderr", "n")
     for task, result in results.items():
         overall = result.results["all"]
         for key, value in overall.items():
-            if key == "n" or "_stderr," in key:
+            if "," not in key or "_stderr," in key:
                 continue
             metric, filt = key.split(",", 1)
-            table.add_row(task, metric, filt, f"{value:.4f}", f"{overall.get(f'{metric}_stderr,{filt}', float('nan')):.4f}",
-                          str(overall["n"]))
+            stderr = overall.get(f"{metric}_stderr,{filt}")
+            table.add_row(task, metric, filt, f"{value:.4f}", "-" if stderr is None else f"{stderr:.4f}", str(overall["n"]))
     console.print(table)
     console.print(f"[bold green]Results:[/bold green] {escape(str(out.resolve()))}", soft_wrap=True)
 
@@ -133,7 +149,7 @@ def score(
         result = score_generated(bench, items, [r["response"] for r in rows])
         write_result(result, out, {"responses": str(responses), "benchmark": bench.settings()})
         for key, value in result.results["all"].items():
-            if key != "n" and "_stderr," not in key:
+            if "," in key and "_stderr," not in key:
                 console.print(f"{escape(key)}: {value:.4f}")
     else:
         raise ConfigError(f"`evalsuite score` handles ifeval, bbh and mmlu (mtbench and alpacaeval need a judge); got {benchmark!r}")

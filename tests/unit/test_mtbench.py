@@ -1,0 +1,103 @@
+"""MT-Bench: FastChat's prompts and rating parser on the real data, two turns, per-category temperatures,
+judge retries, failures counted, judgements cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evalsuite.backends import Generation
+
+WHEELS = Path(__file__).resolve().parents[2] / ".venv" / "evalsuite-wheels"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    from evalsuite.benchmarks.prepare import prepare_data
+
+    return prepare_data(tmp_path_factory.mktemp("data") / "prepared", packages_dir=WHEELS, log=lambda _: None)
+
+
+class ScriptedJudge:
+    """A judge backend at the edge of these tests: answers from a script, counts its calls."""
+
+    def __init__(self, reply):
+        self.reply, self.calls = reply, []
+
+    def generate(self, requests, progress=False):
+        self.calls.extend(requests)
+        return [Generation(self.reply(r), None, "stop") for r in requests]
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("text,rating", [
+    ("The answer is fine. Rating: [[8]]", 8.0), ("[[7.5]]", 7.5), ("Rating: [6]", 6.0),
+    ("[[3]] then [[9]]", 3.0), ("no rating here", None), ("Rating: [[ten]]", None),
+])
+def test_fastchat_rating_parser(text, rating):
+    from evalsuite.benchmarks.mtbench import parse_rating
+
+    assert parse_rating(text) == rating
+
+
+def test_judge_prompts_are_fastchats_with_reference_answers(data_dir):
+    from evalsuite.benchmarks import get_benchmark
+
+    bench = get_benchmark("mtbench")
+    items = bench.load(data_dir)
+    assert len(items) == 80 and {i.subset for i in items} == {"writing", "roleplay", "reasoning", "math", "coding",
+                                                               "extraction", "stem", "humanities"}
+    math = next(i for i in items if i.subset == "math")
+    msgs = bench.judge_messages(math, ["A1", "A2"], 2)
+    template = bench.judge_prompts["single-math-v1-multi-turn"]
+    ref = bench.references[math.doc["question_id"]]
+    assert msgs[0] == {"role": "system", "content": template["system_prompt"]}
+    assert msgs[1]["content"] == template["prompt_template"].format(
+        question_1=math.doc["turns"][0], question_2=math.doc["turns"][1], answer_1="A1", answer_2="A2",
+        ref_answer_1=ref[0], ref_answer_2=ref[1])
+    writing = next(i for i in items if i.subset == "writing")
+    assert "Reference" not in bench.judge_messages(writing, ["A1"], 1)[1]["content"]
+
+
+def test_two_turns_temperatures_retries_failures_and_cache(data_dir, tiny_long_model_dir, tmp_path):
+    from evalsuite.backends import HFConfig, load_backend
+    from evalsuite.benchmarks import Prompter, get_benchmark
+    from evalsuite.benchmarks.judge import Judge, JudgeCache
+    from evalsuite.benchmarks.runner import run_benchmark
+
+    def reply(req):  # greedy: no rating for writing questions; a sampled retry rates them; math never rated
+        content = req.messages[-1]["content"]
+        if "Reference" in content:
+            return "I cannot decide."
+        return "Rating: [[7]]" if req.temperature > 0 or "Compose" not in content else "Hmm."
+
+    scripted = ScriptedJudge(reply)
+    cache = JudgeCache(tmp_path / "judge.sqlite")
+    judge = Judge(HFConfig(model="judge-model"), cache=cache, backend=scripted, retries=2)
+    bench = get_benchmark("mtbench", judge=judge, max_new_tokens=6)
+    items = [i for i in bench.load(data_dir) if i.doc["question_id"] in (81, 82, 111)]  # writing, writing, math
+    with load_backend(HFConfig(model=str(tiny_long_model_dir), dtype="float32")) as engine:
+        prompter = Prompter("chat_template", engine.tokenizer)
+        result = run_benchmark(bench, items, engine, prompter)
+    by_id = {s.doc["question_id"]: s for s in result.samples}
+    s81 = by_id[81]
+    turn1, turn2 = (args[0] for args in s81.arguments)
+    assert s81.resps[0][0] in turn2 and s81.doc["turns"][1] in turn2 and s81.doc["turns"][0] in turn1
+    assert [a[1]["temperature"] for a in s81.arguments] == [0.7, 0.7]  # writing
+    assert [a[1]["temperature"] for a in by_id[111].arguments] == [0.0, 0.0]  # math
+    # Q81 ("Compose ...") was rated only by a sampled retry; Q82 at once; the math question never.
+    assert s81.metrics["score_turn1"] == 7.0 and s81.extra["judgements"][0]["attempts"] == 2
+    assert by_id[82].extra["judgements"][0]["attempts"] == 1
+    assert by_id[111].metrics["score"] == [] and by_id[111].metrics["judge_failed"] == 2.0
+    assert by_id[111].extra["judgements"][0]["attempts"] == 3
+    overall = result.results["all"]
+    assert overall["judge_failed_count"] == 2 and overall["score,none"] == 7.0 and overall["n"] == 3
+    # Judgements are cached: judging the same answers again asks the judge nothing.
+    calls = len(scripted.calls)
+    again = bench.score(items, [[]] * 3, [[Generation(a[0], None, "stop") for a in by_id[i.doc["question_id"]].resps]
+                                         for i in items], prompter)
+    assert len(scripted.calls) == calls and [s.metrics["score"] for s in again] == [by_id[i.doc["question_id"]].metrics["score"]
+                                                                                    for i in items]
