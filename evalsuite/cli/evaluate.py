@@ -43,7 +43,7 @@ def prepare(
 
 
 def evaluate(
-    benchmarks: Annotated[str, typer.Option("--benchmarks", help="Comma-separated: mmlu, mmlu:generative, bbh, bbh:cot, ifeval, mtbench.")] = "mmlu",
+    benchmarks: Annotated[str, typer.Option("--benchmarks", help="Comma-separated: mmlu, mmlu:generative, bbh, bbh:cot, ifeval, mtbench, alpacaeval.")] = "mmlu",
     data: Annotated[Optional[str], typer.Option(
         "--data", help="Data folder from `evalsuite data prepare`, a folder/file, or a hub id (default: the prepared folder if any, else the hub).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where samples_*.jsonl and results_*.json go.")] = Path("reports/eval"),
@@ -54,7 +54,7 @@ def evaluate(
     num_fewshot: Annotated[int, typer.Option("--num-fewshot", help="MMLU log-likelihood exemplars from the dev split.")] = 0,
     max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="Cap generation length (default: each task's).")] = None,
     judge_model: Annotated[Optional[str], typer.Option(
-        "--judge-model", help="MT-Bench judge: a served model name (with --judge-base-url) or a local checkpoint.")] = None,
+        "--judge-model", help="MT-Bench / AlpacaEval judge: a served model name (with --judge-base-url) or a local checkpoint.")] = None,
     judge_base_url: Annotated[Optional[str], typer.Option(
         "--judge-base-url", help="OpenAI-compatible judge endpoint, e.g. http://127.0.0.1:8000/v1.")] = None,
     judge_api_key_env: Annotated[Optional[str], typer.Option(
@@ -80,13 +80,13 @@ def evaluate(
                                 trust_remote_code=trust_remote_code)
     if data is None and (default_data_dir() / "evalsuite-data.json").is_file():
         data = str(default_data_dir())
-    options: dict = {"mmlu": {"num_fewshot": num_fewshot}, "bbh": {}, "ifeval": {}, "mtbench": {}}
+    options: dict = {"mmlu": {"num_fewshot": num_fewshot}, "bbh": {}, "ifeval": {}, "mtbench": {}, "alpacaeval": {}}
     if judge_model is not None:
         from evalsuite.benchmarks.judge import Judge
 
         judge_cfg = common.backend_config(model=judge_model, backend="openai" if judge_base_url else None,
                                           base_url=judge_base_url, api_key_env=judge_api_key_env)
-        options["mtbench"]["judge"] = Judge(judge_cfg)
+        options["mtbench"]["judge"] = options["alpacaeval"]["judge"] = Judge(judge_cfg)
     if max_new_tokens is not None:
         for opts in options.values():
             opts["max_new_tokens"] = max_new_tokens

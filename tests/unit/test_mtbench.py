@@ -101,3 +101,41 @@ def test_two_turns_temperatures_retries_failures_and_cache(data_dir, tiny_long_m
                                          for i in items], prompter)
     assert len(scripted.calls) == calls and [s.metrics["score"] for s in again] == [by_id[i.doc["question_id"]].metrics["score"]
                                                                                     for i in items]
+
+
+def test_alpacaeval_win_rate_through_alpaca_eval(data_dir, tmp_path):
+    """alpaca-eval's annotator (prompt, seeded output order, parser) and win rate with our cached judge: a
+    judge that prefers the answer containing GOOD (else the longer one, here the reference) gives the model
+    exactly the items where its answer has it, whichever order alpaca-eval showed the two answers in."""
+    from evalsuite.backends import HFConfig
+    from evalsuite.benchmarks import Prompter, get_benchmark
+    from evalsuite.benchmarks.judge import Judge, JudgeCache
+
+    def reply(req):
+        text = req.messages[-1]["content"]
+        first = text.index('"model": "model_1"')
+        second = text.index('"model": "model_2"')
+        one, two = text[first:second], text[second:]
+        good_first = "GOOD" in one or ("GOOD" not in two and len(one) > len(two))  # GOOD, else the longer
+        if "UNSURE" in text:
+            return "I am not sure."
+        return str([{"model": "model_1", "rank": 1 if good_first else 2}, {"model": "model_2", "rank": 2 if good_first else 1}])
+
+    scripted = ScriptedJudge(reply)
+    judge = Judge(HFConfig(model="judge-model"), cache=JudgeCache(tmp_path / "j.sqlite"), backend=scripted, retries=1)
+    bench = get_benchmark("alpacaeval", judge=judge)
+    items = bench.load(data_dir, limit=8)
+    assert len(items) == 8 and all(i.doc["generator"] == "gpt4_1106_preview" for i in items)
+    answers = ["GOOD answer", "meh", "GOOD", "meh", "GOOD", "GOOD", "meh", "UNSURE"]
+    prompter = Prompter("plain")
+    requests = [bench.requests(it, prompter) for it in items]
+    samples = bench.score(items, requests, [[Generation(a, None, "stop")] for a in answers], prompter)
+    results = bench.aggregate(samples)["all"]
+    assert [s.metrics["win"] for s in samples] == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, None]
+    assert results["judge_failed_count"] == 1 and results["n_total,none"] == 7
+    assert results["win_rate,none"] == pytest.approx(100 * 4 / 7)
+    assert results["reported"] in ("win_rate", "length_controlled_winrate")
+    # alpaca-eval really shuffled the order: the model's winning answers were shown first for some items
+    # and second for others, so the judge's rankings differ.
+    raw = {s.extra["raw_completion"] for s in samples if s.metrics["win"] == 1.0}
+    assert len(raw) == 2

@@ -1,0 +1,146 @@
+"""AlpacaEval: win rate of the model's answers against reference answers, judged pairwise, through the
+`alpaca-eval` package.
+
+alpaca-eval supplies everything that defines the metric: the annotator config (`alpaca_eval_gpt4` by
+default: the AlpacaEval 1.0 ranking prompt and `ranking_parser`), the seeded random order of the two
+outputs per instruction, and `get_winrate` (plus `get_length_controlled_winrate` where its GLM can be
+fitted). Only the completions go through our `Judge` (any OpenAI-compatible endpoint or a local checkpoint,
+cached, retried when the ranking cannot be parsed). The results say which win rate is reported: the
+length-controlled one when alpaca-eval could compute it, else the plain win rate with the reason.
+Rows: `instruction` and the reference `output` (AlpacaEval's layout; the prepared data holds the 805
+instructions with gpt4_1106_preview outputs, the hub's `tatsu-lab/alpaca_eval` the 1.0 references).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from evalsuite.backends import GenerationRequest
+from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments
+from evalsuite.benchmarks.data import load_split, subsample
+from evalsuite.benchmarks.prompting import Prompter
+from evalsuite.benchmarks.registry import register
+from evalsuite.errors import ConfigError
+
+HUB_ID = "tatsu-lab/alpaca_eval"
+ANNOTATOR = "alpaca_eval_gpt4"
+MAX_NEW_TOKENS = 2048
+
+
+def load_rows(source: Any) -> list[dict[str, Any]]:
+    path = Path(str(source)).expanduser()
+    folder = path / "alpacaeval" if (path / "alpacaeval").is_dir() else path
+    if folder.is_dir() and (folder / "test.json").is_file():
+        rows = json.loads((folder / "test.json").read_text())
+    else:
+        rows = load_split(source, "alpacaeval", "test" if path.exists() else "eval", hub_name="alpaca_eval")
+    for i, row in enumerate(rows):
+        if not isinstance(row.get("instruction"), str) or not isinstance(row.get("output"), str):
+            raise ConfigError(f"AlpacaEval row {i}: needs string `instruction` and reference `output`")
+    return rows
+
+
+def _ranked(text: str) -> int | None:
+    from alpaca_eval.completion_parsers import ranking_parser
+
+    try:
+        value = ranking_parser(text)[0]
+    except ValueError:  # empty completion
+        return None
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+
+
+@register
+class AlpacaEval(Benchmark):
+    name = "alpacaeval"
+    variants = ("winrate",)
+
+    def __init__(self, variant: str | None = None, judge: Any = None, max_new_tokens: int | None = None,
+                 annotator: str = ANNOTATOR, **options: Any) -> None:
+        super().__init__(variant, **options)
+        self.judge = judge
+        self.annotator = annotator
+        self.max_new_tokens = max_new_tokens or MAX_NEW_TOKENS
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "annotator": self.annotator, "max_new_tokens": self.max_new_tokens,
+                "judge": self.judge.identity() if self.judge else None}
+
+    def load(self, source: Any = HUB_ID, limit: int | None = None, seed: int | None = None) -> list[Item]:
+        items = []
+        for row in load_rows(source):
+            digest = hashlib.sha256(row["instruction"].encode()).hexdigest()[:12]
+            items.append(Item(f"alpacaeval/{digest}", row.get("dataset", "alpacaeval"),
+                              {"instruction": row["instruction"], "output": row["output"],
+                               "generator": row.get("generator", "reference"), "dataset": row.get("dataset", "")},
+                              row["output"]))
+        return subsample(items, lambda it: it.id, lambda it: "all", limit, seed)
+
+    def requests(self, item: Item, prompter: Prompter) -> list[Request]:
+        return [GenerationRequest(prompt=prompter.context(item.doc["instruction"]), max_new_tokens=self.max_new_tokens)]
+
+    def completions(self, prompts: Sequence[str], **_: Any) -> dict[str, list[Any]]:
+        """alpaca-eval's `fn_completions` contract, answered by our judge (ChatML prompt → messages)."""
+        from alpaca_eval.utils import prompt_to_chatml
+
+        verdicts = self.judge.complete([prompt_to_chatml(p) for p in prompts], _ranked)
+        self.failed += sum(v.value is None for v in verdicts)
+        return {"completions": [v.text for v in verdicts], "price_per_example": [0.0] * len(prompts),
+                "time_per_example": [0.0] * len(prompts)}
+
+    def score(self, items: Sequence[Item], requests: Sequence[Sequence[Request]], responses: Sequence[Sequence[Any]],
+              prompter: Prompter) -> list[Sample]:
+        if self.judge is None:
+            raise ConfigError("AlpacaEval needs a judge (--judge-model ...)")
+        from alpaca_eval.annotators import PairwiseAnnotator
+
+        self.failed = 0
+        annotator = PairwiseAnnotator(annotators_config=self.annotator, caching_path=None, is_avoid_reannotations=False)
+        for single in annotator.annotators.values():
+            single.fn_completions = self.completions  # alpaca-eval's prompt and parser, our judge
+        reference = [{"instruction": it.doc["instruction"], "output": it.doc["output"], "generator": "reference"}
+                     for it in items]
+        model = [{"instruction": it.doc["instruction"], "output": resps[0].text, "generator": "model"}
+                 for it, resps in zip(items, responses)]
+        annotations = annotator.annotate_head2head(outputs_1=reference, outputs_2=model)
+        by_instruction = {a["instruction"]: a for a in annotations}
+        self.annotations = annotations
+        samples = []
+        for i, (item, reqs, resps) in enumerate(zip(items, requests, responses)):
+            ann = by_instruction.get(item.doc["instruction"], {})
+            pref = ann.get("preference")
+            valid = pref is not None and not (isinstance(pref, float) and math.isnan(pref))
+            # alpaca-eval's preference: 1 = reference wins, 2 = the model wins, 1.5 = draw.
+            metrics = {"win": (float(pref) - 1.0) if valid else None, "judge_failed": float(not valid)}
+            samples.append(Sample(doc_id=i, item_id=item.id, subset="alpacaeval", doc=item.doc, target=item.doc["output"],
+                                  arguments=[generation_arguments(r) for r in reqs], resps=[[resps[0].text]],
+                                  filtered_resps=[pref if valid else None], filter="none", metrics=metrics,
+                                  prompt_format=prompter.format,
+                                  extra={"raw_completion": ann.get("preference_raw_completion")}))
+        return samples
+
+    def aggregate(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        from alpaca_eval.metrics import get_winrate
+
+        results = super().aggregate(samples)
+        valid = [a for a in getattr(self, "annotations", []) if a.get("preference") is not None
+                 and not (isinstance(a["preference"], float) and math.isnan(a["preference"]))]
+        row = results.setdefault("all", {"n": len(samples)})
+        row["judge_failed_count"] = int(sum(s.metrics["judge_failed"] for s in samples))
+        if valid:
+            row.update({f"{k},none": float(v) for k, v in get_winrate(valid).items()})
+            try:
+                from alpaca_eval.metrics import get_length_controlled_winrate
+
+                lc = get_length_controlled_winrate(valid, save_weights_dir=None, is_add_glm_preference_inplace=False)
+                row["length_controlled_winrate,none"] = float(lc["length_controlled_winrate"])
+                row["reported"] = "length_controlled_winrate"
+            except Exception as exc:  # its GLM needs data from the hub (and enough annotations)
+                row["reported"] = "win_rate"
+                row["length_controlled_unavailable"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return results
+
