@@ -3,6 +3,7 @@ Shared by training data and benchmark data, with one error style."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,20 @@ def read_rows(source: str, split: str = "train", name: str | None = None, limit:
     if limit is not None:
         ds = ds.select(range(min(limit, len(ds))))
     return ds.to_list()
+
+
+def read_jsonl(path: Path) -> list[tuple[int, Any]]:
+    """(line number, parsed value) for each non-blank line of a JSONL file; errors name the line."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((n, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+    return rows

@@ -98,3 +98,18 @@ def smollm2_dir() -> Path:
     from evalsuite.models import prepare_model
 
     return prepare_model("smollm2-135m-instruct", dtype="fp32").path
+
+
+def run_and_kill_at(args: list[str], marker: Path, env: dict, timeout: float = 300) -> None:
+    """Run a real subprocess and SIGKILL it the moment `marker` appears (a checkpoint written mid-run)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + timeout
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the run ended before the kill point:\n" + proc.stdout.read()[-3000:]

@@ -3,7 +3,6 @@ that scores ours (items rebuilt from the rows, responses wrapped as generations,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,10 @@ from evalsuite.errors import ConfigError
 
 
 def read_responses(path: Path) -> list[dict[str, Any]]:
+    from evalsuite.rows import read_jsonl
+
     rows = []
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+    for n, row in read_jsonl(path):
         if not isinstance(row, dict) or not isinstance(row.get("response"), str):
             raise ConfigError(f"{path}:{n}: each row needs a string `response`")
         rows.append(row)

@@ -19,18 +19,10 @@ console = Console()
 
 def read_requests_file(path: Path) -> list[dict]:
     """JSONL rows with `prompt` (raw) or `messages` (chat) or `instruction` (sent as one user message)."""
+    from evalsuite.rows import read_jsonl
+
     rows = []
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+    for n, row in read_jsonl(path):
         if not isinstance(row, dict) or not ({"prompt", "messages", "instruction"} & row.keys()):
             raise ConfigError(f"{path}:{n}: each row needs `prompt`, `messages` or `instruction`")
         rows.append(row)

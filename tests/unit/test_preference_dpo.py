@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +12,7 @@ import pytest
 import torch
 
 from evalsuite.errors import ConfigError
-from tests.conftest import EVALSUITE, ROOT, write_jsonl
+from tests.conftest import EVALSUITE, ROOT, run_and_kill_at, write_jsonl
 from evalsuite.training.data import DatasetSpec
 from evalsuite.training.preference import prepare_preferences
 
@@ -211,14 +209,8 @@ def test_sft_then_dpo_grid_killed_mid_dpo_cell_resumes(tiny_model_dir, tmp_path)
                         f"output_dir={out}", "global_batch_size=4", "training.per_device_train_batch_size=4",
                         "training.max_steps=1", "precision=fp32"] + [f"dpo.{o}" for o in dpo_over]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     marker = out / "dpo" / ".work" / "lp1_lr1" / "checkpoint-4" / "trainer_state.json"
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert marker.exists(), "the run ended before the kill point:\n" + proc.stdout.read()[-3000:]
+    run_and_kill_at(args, marker, env)
     assert (out / "dpo" / "lp0_lr1" / "evalsuite.json").is_file() and not (out / "dpo" / "lp1_lr1").exists()
     first = (out / "dpo" / "lp0_lr1" / "evalsuite.json").read_text()
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from safetensors.torch import load_file
 from evalsuite.errors import ConfigError
 from evalsuite.manifest import read_manifest
 from evalsuite.training.config import load_sft_config, paper_grid, parse_cells
-from tests.conftest import EVALSUITE, ROOT
+from tests.conftest import EVALSUITE, ROOT, run_and_kill_at
 
 
 
@@ -144,14 +142,8 @@ def test_interrupted_grid_resumes_without_retraining_finished_cells(tiny_model_d
     out = tmp_path / "grid"
     args = EVALSUITE + ["train", "grid", "--cells", "0:1,0.4:1,1:1"] + _overrides(tiny_model_dir, data, out, steps=10, save_steps=2)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     marker = out / "sft" / ".work" / "lp0.4_lr1" / "checkpoint-4" / "trainer_state.json"
-    deadline = time.time() + 300
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert marker.exists(), "the run ended before the kill point"
+    run_and_kill_at(args, marker, env)
     assert not (out / "sft" / "lp0.4_lr1").exists()
     cell1 = out / "sft" / "lp0_lr1"
     cell1_manifest = (cell1 / "evalsuite.json").read_text()
