@@ -16,7 +16,7 @@ demo: setup
 	$(VENV)/bin/evalsuite demo
 
 test: setup
-	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+	$(PY) -m pytest -q -rs --durations=15 $(PYTEST_ARGS)
 
 test-unit: setup
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)

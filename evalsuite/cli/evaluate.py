@@ -59,6 +59,8 @@ def evaluate(
         "--judge-base-url", help="OpenAI-compatible judge endpoint, e.g. http://127.0.0.1:8000/v1.")] = None,
     judge_api_key_env: Annotated[Optional[str], typer.Option(
         "--judge-api-key-env", help="Env var holding the judge endpoint's API key (never stored).")] = None,
+    judge_max_new_tokens: Annotated[int, typer.Option(
+        "--judge-max-new-tokens", help="Judgement length cap (FastChat: 2048).")] = 2048,
     model: common.ModelOpt = DEFAULT_MODEL,
     backend: common.BackendOpt = None,
     dtype: common.DTypeOpt = None,
@@ -86,7 +88,7 @@ def evaluate(
 
         judge_cfg = common.backend_config(model=judge_model, backend="openai" if judge_base_url else None,
                                           base_url=judge_base_url, api_key_env=judge_api_key_env)
-        options["mtbench"]["judge"] = options["alpacaeval"]["judge"] = Judge(judge_cfg)
+        options["mtbench"]["judge"] = options["alpacaeval"]["judge"] = Judge(judge_cfg, max_new_tokens=judge_max_new_tokens)
     if max_new_tokens is not None:
         for opts in options.values():
             opts["max_new_tokens"] = max_new_tokens
