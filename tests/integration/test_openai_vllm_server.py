@@ -81,3 +81,40 @@ def test_loglikelihood_and_scores_match_hf(remote, hf_fp32):
     gen = hf_fp32.generate([GenerationRequest(prompt="The three primary colors are", max_new_tokens=12)])[0]
     sreq = [ScoreRequest("The three primary colors are", tuple(gen.token_ids))]
     assert remote.score(sreq)[0].logprobs == pytest.approx(hf_fp32.score(sreq)[0].logprobs, abs=2e-3)
+
+
+def test_mtbench_and_alpacaeval_with_a_real_judge_over_http(server_url, smollm2_dir, tmp_path):
+    """The judge is SmolLM2 behind the real vLLM OpenAI-compatible server: every judgement is a real HTTP
+    completion, parsed with FastChat's / alpaca-eval's parsers (a 135M judge often gives no rating: those
+    are retried, then counted as failed, never scored), and a second pass is answered from the cache."""
+    from pathlib import Path
+
+    from evalsuite.backends import Generation
+    from evalsuite.benchmarks import Prompter, get_benchmark
+    from evalsuite.benchmarks.judge import Judge, JudgeCache
+    from evalsuite.benchmarks.prepare import prepare_data
+
+    data = prepare_data(tmp_path / "data", packages_dir=Path(__file__).resolve().parents[2] / ".venv" / "evalsuite-wheels",
+                        log=lambda _: None)
+    config = OpenAIConfig(model=SERVED_NAME, base_url=server_url, tokenizer=str(smollm2_dir), api_key_env=None)
+    judge = Judge(config, cache=JudgeCache(tmp_path / "judge.sqlite"), max_new_tokens=48, retries=1)
+    prompter = Prompter("plain")
+    mt = get_benchmark("mtbench", judge=judge)
+    items = [i for i in mt.load(data) if i.doc["question_id"] in (81, 111)]
+    answers = [[Generation("Paris is the capital of France.", None, "stop"), Generation("Yes.", None, "stop")]] * 2
+    samples = mt.score(items, [[]] * 2, answers, prompter)
+    judgements = [j for s in samples for j in s.extra["judgements"]]
+    assert len(judgements) == 4 and all(j["text"].strip() for j in judgements)
+    for s in samples:
+        rated = [r for r in s.filtered_resps if r is not None]
+        assert s.metrics["judge_failed"] == 2 - len(rated) and all(0 <= r <= 10 for r in rated)
+    judge.close()  # a fresh connection: the second pass must not need the server's answers again
+    again = mt.score(items, [[]] * 2, answers, prompter)
+    assert [s.extra["judgements"] for s in again] == [s.extra["judgements"] for s in samples]
+
+    alpaca = get_benchmark("alpacaeval", judge=judge)
+    a_items = alpaca.load(data, limit=2)
+    a_samples = alpaca.score(a_items, [[]] * 2, [[Generation("I do not know.", None, "stop")]] * 2, prompter)
+    result = alpaca.aggregate(a_samples)["all"]
+    assert result["judge_failed_count"] + sum(s.metrics["win"] is not None for s in a_samples) == 2
+    judge.close()
