@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Sequence
 
 from evalsuite.backends import GenerationRequest, LoglikelihoodRequest
 from evalsuite.benchmarks.prompting import Prompter
 
 Request = LoglikelihoodRequest | GenerationRequest
-OutputType = Literal["loglikelihood", "generate"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,6 @@ class Benchmark(ABC):
 
     name: ClassVar[str]
     variants: ClassVar[tuple[str, ...]]
-    output_type: OutputType
 
     def __init__(self, variant: str | None = None, **options: Any) -> None:
         variant = variant or self.variants[0]
@@ -123,19 +121,7 @@ def generation_arguments(request: GenerationRequest) -> list[Any]:
 
 
 def doc_json(doc: dict[str, Any]) -> str:
-    """The doc as lm-eval hashes it."""
-    return json.dumps(doc, indent=2, default=_non_serializable, ensure_ascii=False)
+    """The doc as lm-eval hashes it (its own serialiser for numpy values and sets)."""
+    from lm_eval.utils import handle_non_serializable
 
-
-def _non_serializable(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.bool_):
-        return bool(o)
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, set):
-        return list(o)
-    return str(o)
+    return json.dumps(doc, indent=2, default=handle_non_serializable, ensure_ascii=False)
