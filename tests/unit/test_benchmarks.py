@@ -193,3 +193,36 @@ def test_eval_cli_writes_samples_and_results(tiny_long_model_dir, tmp_path):
     bad = subprocess.run(EVALSUITE + ["eval", "--model", str(tiny_long_model_dir), "--benchmarks", "mmlu:nope",
                                       "--data", str(tmp_path / "mmlu"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode == 2 and "no variant 'nope'" in bad.stderr
+
+
+def test_score_cli_bbh_and_mmlu_rows(tmp_path):
+    """`evalsuite score` on another system's responses: lm-eval's BBH filters and MMLU's two extractions."""
+    bbh = write_jsonl(tmp_path / "bbh.jsonl", [
+        {"task": "boolean_expressions", "input": "not ( True ) is", "target": "False", "response": "The value is False."},
+        {"task": "boolean_expressions", "input": "True and True is", "target": "True", "response": "False"},
+        {"task": "date_understanding", "input": "Which date?\nOptions:\n(A) 12/11/1937\n(B) 12/25/1937",
+         "target": "(B)", "response": "I think (B) 12/25/1937."},
+    ])
+    proc = subprocess.run(EVALSUITE + ["score", "bbh", "--responses", str(bbh), "--out", str(tmp_path / "b")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "b" / "samples_bbh_zeroshot.jsonl").read_text().splitlines()]
+    flexible = {r["doc"]["input"]: (r["filtered_resps"][0], r["exact_match"]) for r in rows if r["filter"] == "flexible-extract"}
+    assert flexible == {"not ( True ) is": ("False", 1.0), "True and True is": ("False", 0.0),
+                        "Which date?\nOptions:\n(A) 12/11/1937\n(B) 12/25/1937": ("(B)", 1.0)}
+    strict = [r["exact_match"] for r in rows if r["filter"] == "strict-match"]
+    assert strict == [0.0, 0.0, 0.0]  # the whole response must equal the target
+    # "A" is caught by lm-eval's first-line match only; "(D)" in a sentence by multi_choice_regex only.
+    mmlu = write_jsonl(tmp_path / "mmlu.jsonl", [{**CAIS[0], "response": "A"}, {**CAIS[1], "response": "The answer is (D)."}])
+    proc = subprocess.run(EVALSUITE + ["score", "mmlu", "--responses", str(mmlu), "--out", str(tmp_path / "m")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "m" / "results_mmlu_generative.json").read_text())["results"]["mmlu_generative"]
+    assert results["exact_match,get_response"] == 0.5 and results["exact_match,flexible-extract"] == 0.5
+    samples = [json.loads(line) for line in (tmp_path / "m" / "samples_mmlu_generative.jsonl").read_text().splitlines()]
+    assert [(s["filter"], s["exact_match"]) for s in samples] == [("get_response", 1.0), ("get_response", 0.0),
+                                                                  ("flexible-extract", 0.0), ("flexible-extract", 1.0)]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"task": "navigate", "response": "x"}])
+    proc = subprocess.run(EVALSUITE + ["score", "bbh", "--responses", str(bad), "--out", str(tmp_path / "x")],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and "bbh rows need" in proc.stderr
