@@ -80,6 +80,11 @@ class AlpacaEval(Benchmark):
                               row["output"]))
         return subsample(items, lambda it: it.id, lambda it: "all", limit, seed)
 
+    def perturbation_item(self, item: Item) -> Any:
+        from perturbations.benchmarks import alpacaeval_item
+
+        return alpacaeval_item(item.id, item.doc)
+
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
         return [GenerationRequest(prompt=prompter.context(item.doc["instruction"]), max_new_tokens=self.max_new_tokens)]
 

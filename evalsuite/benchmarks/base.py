@@ -96,6 +96,13 @@ class Benchmark(ABC):
         """Every item's samples, one per filter (lm-eval logs one row per filter). Batched because lm-eval's
         filters are built per task and some are costly to build."""
 
+    def perturbation_item(self, item: Item) -> Any:
+        """The item as the `perturbations` package sees it (fields, options, what is protected); its default
+        rendering is this benchmark's own prompt body for the item."""
+        from evalsuite.errors import ConfigError
+
+        raise ConfigError(f"{self.name} has no perturbation adapter")
+
     def aggregate(self, samples: Sequence[Sample]) -> dict[str, Any]:
         """lm-eval-style results: `{"acc,none": ..., "acc_stderr,none": ...}` overall (micro-average) and per
         subset."""

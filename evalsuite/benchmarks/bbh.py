@@ -28,16 +28,24 @@ from evalsuite.benchmarks.registry import register
 from evalsuite.errors import ConfigError
 
 HUB_ID = "SaylorTwift/bbh"
+# Named as a source: the 3 exemplars per task in lm-eval's `bbh/fewshot/<task>.yaml` (81 real BBH items in
+# BBH's own format, from the BBH repository's prompts). Not the test split: a smoke-test source for machines
+# with no copy of BBH, refused for CoT, whose prompts contain these very items with worked answers.
+EXEMPLARS = "lm-eval-exemplars"
 DEFAULT_MAX_GEN_TOKS = 256  # lm-eval's default where a task sets none
 
 
 def task_names() -> list[str]:
-    return sorted(p.stem for p in (tasks_dir() / "bbh" / "zeroshot").glob("*.yaml"))
+    # `_bbh_zeroshot.yaml` is lm-eval's group file, not a task
+    return sorted(p.stem for p in (tasks_dir() / "bbh" / "zeroshot").glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def load_task_rows(source: Any, task: str) -> list[dict[str, Any]] | None:
     """A task's rows from a folder of `<task>.json` files (BIG-Bench-Hard's `{"examples": [...]}` layout) or
     `<task>.jsonl` files, a single file with a `task` column, a prepared data folder, or the hub."""
+    if str(source) == EXEMPLARS:
+        return [{"input": s["input"], "target": s["target"]}
+                for s in task_config(f"bbh/fewshot/{task}.yaml")["fewshot_config"]["samples"]]
     path = Path(str(source)).expanduser()
     if path.is_dir():
         folder = path / "bbh" if (path / "bbh").is_dir() else path
@@ -49,6 +57,14 @@ def load_task_rows(source: Any, task: str) -> list[dict[str, Any]] | None:
         rows = load_split(path, "bbh", "test")
         return [r for r in rows if r.get("task") == task]
     return load_split(source, "bbh", "test", hub_name=task, required=False)
+
+
+def source_of(source: Any) -> str:
+    """Where BBH items really come from: a prepared folder's recorded `bbh_source`, else `source` itself."""
+    manifest = Path(str(source)).expanduser() / "evalsuite-data.json"
+    if manifest.is_file():
+        return str(json.loads(manifest.read_text()).get("bbh_source") or source)
+    return str(source)
 
 
 def _read_task_file(path: Path) -> list[dict[str, Any]]:
@@ -70,6 +86,7 @@ class BBH(Benchmark):
     def __init__(self, variant: str | None = None, tasks: Sequence[str] | None = None,
                  max_new_tokens: int | None = None, **options: Any) -> None:
         super().__init__(variant, **options)
+        self.source: str | None = None
         self.max_new_tokens = max_new_tokens  # None: the task's own (lm-eval's `max_gen_toks`)
         known = task_names()
         unknown = sorted(set(tasks or ()) - set(known))
@@ -80,9 +97,14 @@ class BBH(Benchmark):
         self.configs = {t: task_config(f"bbh/{folder}/{t}.yaml") for t in self.tasks}
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "tasks": self.tasks, "max_new_tokens": self.max_new_tokens}
+        return {**super().settings(), "tasks": self.tasks, "max_new_tokens": self.max_new_tokens,
+                "bbh_source": self.source}
 
     def load(self, source: Any = HUB_ID, limit: int | None = None, seed: int | None = None) -> list[Item]:
+        self.source = source_of(source)
+        if self.source == EXEMPLARS and self.variant == "cot":
+            raise ConfigError(f"bbh:cot cannot run on the {EXEMPLARS} source: its 3-shot CoT prompts contain these "
+                              "same items with their worked answers (use BBH's test split: --bbh-source / --data)")
         items: list[Item] = []
         found = 0
         for task in self.tasks:
@@ -101,6 +123,11 @@ class BBH(Benchmark):
         if not found:
             raise ConfigError(f"no BBH task data found in {source}")
         return subsample(items, lambda it: it.id, lambda it: it.subset, limit, seed)
+
+    def perturbation_item(self, item: Item) -> Any:
+        from perturbations.benchmarks import bbh_item
+
+        return bbh_item(item.id, item.subset, item.doc, cot=self.variant == "cot")
 
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
         config = self.configs[item.subset]

@@ -104,6 +104,11 @@ class IFEval(Benchmark):
                  for row in load_rows(source)]
         return subsample(items, lambda it: it.id, lambda it: it.subset, limit, seed)
 
+    def perturbation_item(self, item: Item) -> Any:
+        from perturbations.benchmarks import ifeval_item
+
+        return ifeval_item(item.id, item.doc)
+
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
         return [GenerationRequest(prompt=prompter.context(item.doc["prompt"]), max_new_tokens=self.max_new_tokens)]
 

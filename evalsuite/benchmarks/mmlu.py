@@ -110,6 +110,11 @@ class MMLU(Benchmark):
             self.shots = {s: shots[: self.num_fewshot] for s, shots in by_subject.items()}
         return subsample(items, lambda it: it.id, lambda it: it.subset, limit, seed)
 
+    def perturbation_item(self, item: Item) -> Any:
+        from perturbations.benchmarks import mmlu_item
+
+        return mmlu_item(item.id, item.doc)
+
     def question(self, doc: dict[str, Any]) -> str:
         return render(self.config["doc_to_text"], doc)
 

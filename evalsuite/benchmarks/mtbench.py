@@ -102,6 +102,11 @@ class MTBench(Benchmark):
                                  temperature=0.0 if greedy else temperature,
                                  seed=None if greedy else int(item.doc["question_id"]) * 10 + k)
 
+    def perturbation_item(self, item: Item) -> Any:
+        from perturbations.benchmarks import mtbench_item
+
+        return mtbench_item(item.id, item.doc)
+
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
         return [self._turn_request(item, prompter, [])]
 

@@ -109,7 +109,7 @@ def convert(source: PackagedFile, data: bytes) -> bytes:
 def copy_bbh(source: str, dest: Path, log: Log) -> list[str]:
     """BBH's per-task files from a folder (BIG-Bench-Hard's `<task>.json` or `<task>.jsonl`) or the hub, as
     `<dest>/<task>.json` in BIG-Bench-Hard's `{"examples": [...]}` layout."""
-    from evalsuite.benchmarks.bbh import load_task_rows, task_names
+    from evalsuite.benchmarks.bbh import EXEMPLARS, load_task_rows, task_names
 
     dest.mkdir(parents=True, exist_ok=True)
     written = []
@@ -123,6 +123,9 @@ def copy_bbh(source: str, dest: Path, log: Log) -> list[str]:
     if not written:
         raise ConfigError(f"no BBH task found in {source} (expected <task>.json files named like lm-eval's tasks)")
     log(f"bbh: {len(written)} tasks from {source}")
+    if source == EXEMPLARS:
+        log(f"warning: {EXEMPLARS} holds lm-eval's 3 few-shot exemplars per task, not BBH's test split: "
+            "fine for smoke runs, not for numbers to publish (bbh:cot refuses it)")
     return written
 
 

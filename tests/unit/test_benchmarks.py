@@ -78,6 +78,31 @@ def test_bbh_sources_and_bad_rows(tmp_path):
         get_benchmark("hellaswag")
 
 
+def test_bbh_exemplar_source_is_lm_evals_and_refused_for_cot(tmp_path):
+    """`lm-eval-exemplars`: lm-eval's own 3 few-shot exemplars per task, bare answers; CoT refuses them, directly
+    or through a prepared folder that recorded them as its BBH source."""
+    import yaml
+
+    from evalsuite.benchmarks import get_benchmark
+    from evalsuite.benchmarks.bbh import EXEMPLARS, task_names
+    from evalsuite.benchmarks.lmeval import tasks_dir
+    from evalsuite.benchmarks.prepare import copy_bbh
+
+    items = get_benchmark("bbh").load(EXEMPLARS)
+    assert len(items) == 3 * len(task_names()) == 81 and len({i.id for i in items}) == 81
+    raw = yaml.safe_load((tasks_dir() / "bbh" / "fewshot" / "date_understanding.yaml").read_text())
+    date = [i for i in items if i.subset == "date_understanding"]
+    assert [(i.doc["input"], i.target) for i in date] == [(s["input"], s["target"]) for s in raw["fewshot_config"]["samples"]]
+    assert date[0].target == "(D)"
+    with pytest.raises(ConfigError, match="worked answers"):
+        get_benchmark("bbh:cot").load(EXEMPLARS)
+    written = copy_bbh(EXEMPLARS, tmp_path / "prepared" / "bbh", log=lambda _: None)
+    (tmp_path / "prepared" / "evalsuite-data.json").write_text(json.dumps({"bbh_source": EXEMPLARS}))
+    assert len(written) == 27 and len(get_benchmark("bbh").load(tmp_path / "prepared")) == 81
+    with pytest.raises(ConfigError, match="worked answers"):
+        get_benchmark("bbh:cot").load(tmp_path / "prepared")
+
+
 def test_prompter_rules(tiny_tok):
     from transformers import AutoTokenizer
 

@@ -139,3 +139,66 @@ def test_alpacaeval_win_rate_through_alpaca_eval(data_dir, tmp_path):
     # and second for others, so the judge's rankings differ.
     raw = {s.extra["raw_completion"] for s in samples if s.metrics["win"] == 1.0}
     assert len(raw) == 2
+
+
+def test_scoring_outside_mtbench_answers_in_fastchat_format(data_dir, tmp_path):
+    """FastChat `model_answer` rows: both turns judged, turn 2 with both of the file's answers; the turn-2
+    request is the one our own run would have sent (it contains the given turn-1 answer)."""
+    from evalsuite.backends import HFConfig
+    from evalsuite.benchmarks import get_benchmark, scoring
+    from evalsuite.benchmarks.judge import Judge, JudgeCache
+    from evalsuite.errors import ConfigError
+
+    seen = []
+
+    def reply(req):
+        seen.append(req.messages[-1]["content"])
+        return "Rating: [[9]]" if "SECOND-81" in seen[-1] else "[[4]]"
+
+    judge = Judge(HFConfig(model="judge-model"), cache=JudgeCache(tmp_path / "j.sqlite"), backend=ScriptedJudge(reply))
+    bench = get_benchmark("mtbench", judge=judge)
+    rows = [{"question_id": 81, "model_id": "x", "choices": [{"index": 0, "turns": ["FIRST-81", "SECOND-81"]}]},
+            {"question_id": 111, "model_id": "x", "choices": [{"index": 0, "turns": ["FIRST-111", "SECOND-111"]}]}]
+    items, answers = scoring.mtbench_items(rows, bench, data_dir)
+    result = scoring.score_generated(bench, items, answers)
+    s81, s111 = result.samples
+    assert s81.metrics["score_turn1"] == 4.0 and s81.metrics["score_turn2"] == 9.0 and s111.metrics["score"] == [4.0, 4.0]
+    assert "FIRST-81" in s81.arguments[1][0] and s81.doc["turns"][1] in s81.arguments[1][0]
+    assert any("FIRST-81" in m and "SECOND-81" in m for m in seen)
+    assert any("FIRST-111" in m and bench.references[111][0] in m for m in seen)  # math: reference answer shown
+    assert result.results["all"]["score,none"] == pytest.approx((4 + 9 + 4 + 4) / 4)
+    with pytest.raises(ConfigError, match="1 answer"):
+        scoring.score_generated(bench, *scoring.mtbench_items([{**rows[0], "choices": [{"turns": ["only one"]}]}], bench, data_dir))
+    with pytest.raises(ConfigError, match="question_id 9999"):
+        scoring.mtbench_items([{**rows[0], "question_id": 9999}], bench, data_dir)
+    with pytest.raises(ConfigError, match="row 1: MT-Bench rows are FastChat"):
+        scoring.mtbench_items([{"question_id": 81, "response": "x"}], bench, data_dir)
+
+
+def test_score_cli_mtbench_and_alpacaeval_with_a_local_judge(data_dir, tiny_long_model_dir, tmp_path):
+    """`evalsuite score mtbench|alpacaeval` end to end with a local checkpoint as judge. The tiny random judge
+    never gives a rating, so every judgement must come back failed and counted, never scored."""
+    import json
+    import os
+    import subprocess
+
+    from tests.conftest import EVALSUITE
+
+    env = {**os.environ, "EVALSUITE_CACHE_DIR": str(tmp_path / "cache")}
+    judge = ["--judge-model", str(tiny_long_model_dir), "--judge-max-new-tokens", "4", "--data", str(data_dir)]
+    mt = tmp_path / "mt.jsonl"
+    mt.write_text(json.dumps({"question_id": 82, "choices": [{"turns": ["one", "two"]}]}) + "\n")
+    refs = json.loads((data_dir / "alpacaeval" / "test.json").read_text())[:2]
+    alpaca = tmp_path / "model_outputs.json"
+    alpaca.write_text(json.dumps([{"instruction": r["instruction"], "output": "short", "generator": "mine"} for r in refs]))
+    for bench, task, responses, n in (("mtbench", "mtbench_single", mt, 2), ("alpacaeval", "alpacaeval_winrate", alpaca, 2)):
+        proc = subprocess.run(EVALSUITE + ["score", bench, "--responses", str(responses), "--out", str(tmp_path / bench), *judge],
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results = json.loads((tmp_path / bench / f"results_{task}.json").read_text())["results"][task]
+        assert results["judge_failed_count"] == n and results["n"] == (1 if bench == "mtbench" else 2)
+        samples = (tmp_path / bench / f"samples_{task}.jsonl").read_text().splitlines()
+        assert len(samples) == results["n"]
+    proc = subprocess.run(EVALSUITE + ["score", "mtbench", "--responses", str(mt), "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "needs a judge" in proc.stderr + proc.stdout
