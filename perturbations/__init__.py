@@ -1,7 +1,24 @@
 """Prompt perturbations (typo, rephrase, format) that never change what is being asked.
 
 A standalone package: it must not import `evalsuite`, so other projects can use it on its own.
-Each variant is a pure function of (item id, kind, variant index, global seed, severity).
+Each variant is a pure function of (item id, kind, variant index, global seed, severity):
+
+    from perturbations import get_kind, perturb
+    from perturbations.benchmarks import ifeval_item
+    v = perturb(ifeval_item(row), get_kind("typo"), variant=0, seed=1234, severity=0.1)
+    v.text, v.changes, v.edit_distance
+
+Modules: `document` (items as fields + options + layout), `spans` (what is protected), `seeding`,
+`kinds/` (one module per kind, registered by name), `rewording` (offline rephrase rules), `llm` (LLM
+paraphrase with checks and a cache), `benchmarks` (items and protected content for MMLU, BBH, IFEval,
+MT-Bench and AlpacaEval rows).
 """
 
+from perturbations.api import edit_distance, perturb, perturb_items
+from perturbations.base import Change, Kind, Skip, Variant
+from perturbations.document import Document, Field, Item, Layout, Options
+from perturbations.registry import get_kind, kind_names, register
+
 __version__ = "0.1.0"
+__all__ = ["Change", "Document", "Field", "Item", "Kind", "Layout", "Options", "Skip", "Variant", "edit_distance",
+           "get_kind", "kind_names", "perturb", "perturb_items", "register"]

@@ -18,6 +18,7 @@ from evalsuite.cli import models as models_cli
 from evalsuite.cli import train as train_cli
 from evalsuite.cli.evaluate import data_app, evaluate, score
 from evalsuite.cli.generate import generate
+from evalsuite.cli.perturb import perturb
 from evalsuite.errors import EvalsuiteError
 from evalsuite.models import DEFAULT_MODEL
 
@@ -33,6 +34,7 @@ app.add_typer(data_app, name="data")
 app.command("generate")(generate)
 app.command("eval")(evaluate)
 app.command("score")(score)
+app.command("perturb")(perturb)
 console = Console()
 
 

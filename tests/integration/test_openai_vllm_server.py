@@ -118,3 +118,37 @@ def test_mtbench_and_alpacaeval_with_a_real_judge_over_http(server_url, smollm2_
     result = alpaca.aggregate(a_samples)["all"]
     assert result["judge_failed_count"] + sum(s.metrics["win"] is not None for s in a_samples) == 2
     judge.close()
+
+
+def test_llm_rephrase_over_http_with_its_checks(server_url, tmp_path):
+    """`rephrase` through SmolLM2 behind the real server: every attempt is a real seeded completion; each
+    accepted paraphrase passes the checks (protected text, numbers, not an answer), rejected ones are retried
+    and, when all fail, the item is skipped with the reasons; a rerun is served from the cache, identical."""
+    from perturbations import Document, Field, Item, get_kind, perturb
+    from perturbations.llm import Cache, Paraphraser, clean, openai_completer, rejection
+
+    texts = {"Write a short poem about the sea. Do not use the word 'blue'.": ("blue",),
+             "What is 17 + 25? Answer with the number only.": (),
+             "Give me 3 tips for staying focused while studying.": (),
+             "Explain photosynthesis to a child in exactly 2 sentences.": ()}
+    attempts = []
+    complete = openai_completer(server_url, SERVED_NAME, max_tokens=96)
+
+    def recorded(messages, seed, temperature):
+        original = next(t for t in texts if messages[-1]["content"].endswith(t))
+        attempts.append((original, complete(messages, seed, temperature)))
+        return attempts[-1][1]
+
+    items = [Item(f"t/{i}", (Document((Field("prompt", t, protected=p),)),)) for i, (t, p) in enumerate(texts.items())]
+    kind = get_kind("rephrase", paraphraser=Paraphraser(recorded, SERVED_NAME, Cache(tmp_path / "para.sqlite")))
+    first = [perturb(it, kind, 0, 3, 0.5) for it in items]
+    verdicts = [rejection(original, clean(out), texts[original]) for original, out in attempts]
+    assert any(v is not None for v in verdicts)  # the 135M paraphraser does get rejected: the checks ran
+    for (text, protected), v in zip(texts.items(), first):
+        if v.skipped_reason is None:
+            assert rejection(text, v.text, protected) is None and v.text != text
+        else:
+            assert v.skipped_reason.startswith("all 3 paraphrases rejected")
+    calls = len(attempts)
+    again = [perturb(it, kind, 0, 3, 0.5) for it in items]
+    assert [v.to_row() for v in again] == [v.to_row() for v in first] and len(attempts) == calls

@@ -1,0 +1,75 @@
+"""evalsuite's side of the `perturbations` package: benchmark items in, variant rows out, and an LLM
+paraphraser that is either an OpenAI-compatible endpoint or a local checkpoint through our backends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from evalsuite.errors import ConfigError
+
+KINDS = ("typo", "rephrase", "format")
+
+
+def backend_completer(backend: Any, max_new_tokens: int = 512) -> Any:
+    """A `perturbations.llm` completion function answered by one of our backends (seeded sampling)."""
+    from evalsuite.backends import GenerationRequest
+
+    def complete(messages: list[dict[str, str]], seed: int, temperature: float) -> str:
+        req = GenerationRequest(messages=messages, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+        return backend.generate([req])[0].text
+
+    return complete
+
+
+def make_paraphraser(model: str, base_url: str | None, api_key_env: str | None, backend: Any = None) -> Any:
+    """Served (`base_url`) or local checkpoint; completions cached in `$EVALSUITE_CACHE_DIR/paraphrase-cache.sqlite`."""
+    from perturbations.llm import Cache, Paraphraser, openai_completer
+
+    from evalsuite.paths import cache_dir
+
+    if base_url:
+        try:
+            complete = openai_completer(base_url, model, api_key_env)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        name = f"{model}@{base_url}"
+    else:
+        if backend is None:
+            raise ConfigError("a local paraphrase model needs a loaded backend")
+        complete, name = backend_completer(backend), str(model)
+    return Paraphraser(complete, name, Cache(cache_dir() / "paraphrase-cache.sqlite"))
+
+
+def variant_rows(spec: str, kind_name: str, *, data: str | None, variants: int, seed: int, severity: float,
+                 limit: int | None = None, paraphraser: Any = None) -> Iterator[dict[str, Any]]:
+    """One row per (item, variant) of benchmark `spec` under `kind_name`, in item order."""
+    from perturbations import get_kind, perturb
+
+    from evalsuite.benchmarks.registry import get_benchmark
+
+    if kind_name not in KINDS:
+        raise ConfigError(f"unknown perturbation kind {kind_name!r} (choose from {', '.join(KINDS)})")
+    if not 0 <= severity <= 1:
+        raise ConfigError(f"--severity must be in [0, 1], not {severity}")
+    bench = get_benchmark(spec)
+    items = bench.load(data, limit=limit) if data else bench.load(limit=limit)
+    kind = get_kind(kind_name, **({"paraphraser": paraphraser} if kind_name == "rephrase" else {}))
+    for item in items:
+        source = bench.perturbation_item(item)
+        for v in range(variants):
+            yield perturb(source, kind, v, seed, severity).to_row()
+
+
+def write_rows(rows: Iterator[dict[str, Any]], out: Path) -> int:
+    """All rows to `out` (JSONL), written to a temp file and renamed: a file is complete or absent."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    tmp.replace(out)
+    return n
