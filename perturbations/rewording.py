@@ -71,7 +71,7 @@ RULES: tuple[Rule, ...] = tuple(
         # a question at the very start of the text, announced as one
         Rule("framing:question", re.compile(r"^(?=(?:What|How|Why|Where|When|Who|Which|Is|Are|Can|Do|Does)\b[^\n]*\?)"),
              ("I have a question. ", "Quick question: ")),
-        Rule("framing:drop", re.compile(r"(?:^|(?<=[.!?]\s))(?:Please|Kindly),?\s+(?=[a-z])"), ("",)),
+        Rule("framing:drop", re.compile(r"(?:^|(?<=[.!?]\s))(?:Please|Kindly),?\s+([a-z])"), ("\\1",)),
     ]
 )
 
@@ -91,6 +91,8 @@ def expand(rule: Rule, match: re.Match[str], replacement: str) -> str:
     if rule.name.startswith("framing:add"):  # "Please Write" -> "Please write"; "Could you write" keeps "Could"
         head, _, verb = text.rpartition(" ")
         return f"{head} {verb.lower()}" if head else text
-    if rule.name in ("framing:drop", "framing:question"):
+    if rule.name == "framing:drop":  # "Please write" -> "Write"
+        return text.upper()
+    if rule.name == "framing:question":
         return text
     return keep_case(text, match.group(0))

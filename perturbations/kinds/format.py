@@ -42,7 +42,7 @@ def dimensions(doc: Document) -> list[str]:
     dims = []
     if any(f.name in LABEL_WORDS for f in doc.fields) or (doc.options is not None and "options" in LABEL_WORDS):
         dims.append("label_words")
-    if _has_labels(doc):
+    if _has_labels(doc) or dims:  # a label-less field can get one (then its separator and casing matter)
         dims += ["label_sep", "label_case"]
     if len(doc.fields) + (doc.options is not None) > 1:
         dims.append("field_sep")
@@ -62,6 +62,8 @@ def choose_layout(doc: Document, rng: random.Random, severity: float) -> tuple[L
     if severity <= 0:
         raise Skip("severity 0")
     chosen = set(rng.sample(dims, min(len(dims), max(1, round(severity * len(dims))))))
+    if not _has_labels(doc) and chosen & {"label_sep", "label_case"}:
+        chosen.add("label_words")  # separator and casing only show once there is a label
     lay, changes = doc.layout, []
     if "label_words" in chosen:  # first: whether labels exist decides what the other dimensions do
         relabel = dict(lay.labels)

@@ -284,3 +284,37 @@ def test_perturb_cli_writes_identical_files(data_dir, tmp_path):
     proc = subprocess.run(EVALSUITE + ["perturb", "--benchmark", "ifeval", "--kind", "shout", "--out", str(tmp_path / "x")],
                           capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "unknown perturbation kind" in proc.stderr
+
+
+def test_offline_rewording_rules_on_real_prompts(data_dir, ifeval_rows):
+    """Each recorded change is a rule's rewrite of text that was in the prompt, the variant is the prompt
+    with exactly those rewrites, and the rules keep case and grammar on known cases."""
+    from perturbations import Document, Field, Item, get_kind, perturb
+
+    kind = get_kind("rephrase")
+    rules_used = set()
+    for row in ifeval_rows[:200]:
+        item = Item("r", (Document((Field("prompt", row["prompt"]),)),))
+        v = perturb(item, kind, 0, 4, 1.0)
+        if v.skipped_reason:
+            continue
+        rebuilt, pos = row["prompt"], 0
+        for c in v.changes:  # in text order: each rewrite is found after the previous one
+            rules_used.add(c.op.split(":")[1])
+            at = rebuilt.find(c.before, pos)
+            assert at >= 0 and c.after != c.before
+            rebuilt = rebuilt[:at] + c.after + rebuilt[at + len(c.before):]
+            pos = at + len(c.after)
+        assert rebuilt == v.text
+    assert rules_used >= {"contraction", "synonym", "framing"}
+
+    def reword(text):
+        return perturb(Item("k", (Document((Field("prompt", text),)),)), kind, 0, 1, 1.0).text
+
+    assert reword("Do not use commas.") == "Don't use commas."
+    assert reword("Please write a haiku.") == "Write a haiku."
+    assert reword("Write a haiku.") in {"Please write a haiku.", "I would like you to write a haiku.",
+                                        "Kindly write a haiku.", "Could you write a haiku.", "Compose a haiku."}
+    assert reword("What is the capital of France?") in {"What's the capital of France?",
+                                                        "I have a question. What is the capital of France?",
+                                                        "Quick question: What is the capital of France?"}
