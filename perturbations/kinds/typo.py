@@ -17,7 +17,7 @@ from typing import Any
 from perturbations.base import Change, Kind, Skip
 from perturbations.document import Document
 from perturbations.registry import register
-from perturbations.seeding import global_seed
+from perturbations.seeding import preserved_global_rngs, seed_globals
 from perturbations.spans import apply_edits, free_words, protected_spans
 
 METHODS = ("keyboard", "insert", "delete", "swap", "substitute", "misspelling")
@@ -51,9 +51,9 @@ def match_case(new: str, old: str) -> str:
 
 def misspell(word: str, method: str, rng: random.Random) -> str:
     """One typo in `word` by `method`; the word itself when the method has nothing to offer (a misspelling
-    missing from nlpaug's dictionary)."""
-    with global_seed(rng):
-        out = augmenter(method).augment(word)
+    missing from nlpaug's dictionary). Call inside `preserved_global_rngs()`."""
+    seed_globals(rng)
+    out = augmenter(method).augment(word)
     new = (out[0] if isinstance(out, list) else out or "").strip()
     # nlpaug's dictionary has entries like "[[befor" and "è": keep plain-letter typos only
     return match_case(new, word) if new.isascii() and new.isalpha() else word
@@ -83,6 +83,15 @@ class Typo(Kind):
         chosen = sorted(rng.sample(range(len(candidates)), count))
         edits: dict[int, list[tuple[int, int, str]]] = {}
         changes = []
+        with preserved_global_rngs():
+            self._typos(doc, candidates, chosen, rng, turn, edits, changes)
+        if not changes:
+            raise Skip("no typo changed any eligible word")
+        fields = tuple(replace(f, text=apply_edits(f.text, edits[i])) if i in edits else f for i, f in enumerate(doc.fields))
+        return replace(doc, fields=fields), changes
+
+    def _typos(self, doc: Document, candidates: list, chosen: list[int], rng: random.Random, turn: int,
+               edits: dict[int, list[tuple[int, int, str]]], changes: list[Change]) -> None:
         for k in chosen:
             i, (start, end) = candidates[k]
             word = doc.fields[i].text[start:end]
@@ -94,7 +103,3 @@ class Typo(Kind):
                     edits.setdefault(i, []).append((start, end, new))
                     changes.append(Change(turn, doc.fields[i].name, method, word, new))
                     break
-        if not changes:
-            raise Skip("no typo changed any eligible word")
-        fields = tuple(replace(f, text=apply_edits(f.text, edits[i])) if i in edits else f for i, f in enumerate(doc.fields))
-        return replace(doc, fields=fields), changes

@@ -318,3 +318,19 @@ def test_offline_rewording_rules_on_real_prompts(data_dir, ifeval_rows):
     assert reword("What is the capital of France?") in {"What's the capital of France?",
                                                         "I have a question. What is the capital of France?",
                                                         "Quick question: What is the capital of France?"}
+
+
+def test_perturb_cli_llm_rephrase_through_a_local_checkpoint(data_dir, tiny_long_model_dir, tmp_path):
+    """`--paraphrase-model DIR` paraphrases through our own backend; the tiny random model's outputs are all
+    rejected, so the rows are skips that give the reasons; completions land in the cache."""
+    import os
+
+    env = {**os.environ, "EVALSUITE_CACHE_DIR": str(tmp_path / "cache")}
+    out = tmp_path / "llm.jsonl"
+    proc = subprocess.run(EVALSUITE + ["perturb", "--benchmark", "ifeval", "--kind", "rephrase", "--limit", "1",
+                                       "--data", str(data_dir), "--paraphrase-model", str(tiny_long_model_dir),
+                                       "--out", str(out)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all(r["skipped_reason"].startswith("all 3 paraphrases rejected") for r in rows)
+    assert (tmp_path / "cache" / "paraphrase-cache.sqlite").is_file()
