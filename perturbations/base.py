@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence, TypeVar
 
 from perturbations.document import Document, Item
 
@@ -26,6 +26,19 @@ class Change:
 
 class Skip(Exception):
     """No safe change of this kind exists for the item (the message says why)."""
+
+
+T = TypeVar("T")
+
+
+def sample_sites(sites: Sequence[T], severity: float, rng: random.Random, none_reason: str) -> list[T]:
+    """`severity` of the candidate sites (at least one), drawn from `rng`, in their original order."""
+    if not sites:
+        raise Skip(none_reason)
+    if severity <= 0:
+        raise Skip("severity 0")
+    count = min(len(sites), max(1, round(severity * len(sites))))
+    return [sites[k] for k in sorted(rng.sample(range(len(sites)), count))]
 
 
 @dataclass

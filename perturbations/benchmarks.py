@@ -7,8 +7,8 @@ body, so a variant differs from the clean prompt only by its perturbation:
 - BBH: lm-eval's `"Q: {input}\\nA:"` (CoT: `"...A: Let's think step by step.\\n"`), with the trailing
   `Options:` block parsed into options. The symbolic content is protected: whole inputs of the formal tasks
   (boolean expressions, arithmetic, web of lies, object counting), dyck sequences, word lists, table rows,
-  SVG paths, and in every task names, option words, repeated words (co-reference), months, weekdays and
-  directions.
+  SVG paths, and in every task names, option words, repeated words (co-reference), months, weekdays,
+  directions and order/comparison words.
 - IFEval: the prompt, with every string a checker reads from the kwargs protected (keywords, forbidden
   words, end phrase, postscript marker, section splitter, first word, relation, the text to repeat, the
   language name) on top of numbers, number words, quoted text and placeholders.
@@ -35,6 +35,9 @@ LANGUAGES = {"en": "English", "es": "Spanish", "pt": "Portuguese", "ar": "Arabic
 CALENDAR = ("january february march april may june july august september october november december "
             "monday tuesday wednesday thursday friday saturday sunday").split()
 DIRECTIONS = "left right forward forwards backward backwards around north south east west up down".split()
+# order and comparison words the logic tasks turn on ("Eli finished below Amy")
+RELATIONS = ("above below before after older oldest newer newest younger youngest earlier earliest later latest "
+             "last leftmost rightmost cheaper cheapest expensive higher lower more less fewer than").split()
 BBH_SYMBOLIC = frozenset({"boolean_expressions", "multistep_arithmetic_two", "web_of_lies", "object_counting"})
 BBH_TABLE_TASKS = frozenset({"penguins_in_a_table"})
 BBH_PROTECT_AFTER = {"dyck_languages": "Input:", "word_sorting": "List:"}
@@ -71,7 +74,7 @@ def bbh_protected(task: str, stem: str, options: Sequence[str]) -> tuple[str, ..
     found = [w for w in words(stem) if w[0].isupper() and w.lower() not in STOPWORDS]  # names (and sentence starts)
     counts = Counter(w.lower() for w in words(stem) if len(w) >= 4)
     found += [w for w, n in counts.items() if n >= 2 and w not in STOPWORDS]
-    found += [w for w in words(stem) if w.lower() in CALENDAR or w.lower() in DIRECTIONS]
+    found += [w for w in words(stem) if w.lower() in CALENDAR or w.lower() in DIRECTIONS or w.lower() in RELATIONS]
     found += list(option_words(options))
     marker = BBH_PROTECT_AFTER.get(task)
     if marker and marker in stem:

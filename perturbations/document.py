@@ -107,6 +107,12 @@ class Document:
             return None
         return [answer_label(self.layout.option_style, i) for i in range(len(self.options.texts))]
 
+    def with_edits(self, edits: dict[int, list[tuple[int, int, str]]]) -> "Document":
+        """The same document with (start, end, replacement) edits applied to the fields they index."""
+        from perturbations.spans import apply_edits
+
+        return self.with_texts([apply_edits(f.text, edits[i]) if i in edits else f.text for i, f in enumerate(self.fields)])
+
     def with_texts(self, texts: Sequence[str]) -> "Document":
         """The same document with new field texts (in field order)."""
         return replace(self, fields=tuple(replace(f, text=t) for f, t in zip(self.fields, texts)))

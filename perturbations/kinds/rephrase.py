@@ -12,14 +12,13 @@ Two ways, one kind:
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from typing import Any
 
-from perturbations.base import Change, Kind, Skip
+from perturbations.base import Change, Kind, Skip, sample_sites
 from perturbations.document import Document
 from perturbations.registry import register
 from perturbations.rewording import RULES, expand
-from perturbations.spans import apply_edits, overlaps, protected_spans
+from perturbations.spans import overlaps, protected_spans
 
 
 def rule_sites(text: str, protected: list[tuple[int, int]]) -> list[tuple[int, int, Any, Any]]:
@@ -52,20 +51,13 @@ class Rephrase(Kind):
             return self._paraphrase(doc, rng, turn)
         sites = [(i, s) for i, f in enumerate(doc.fields) if f.editable
                  for s in rule_sites(f.text, protected_spans(f.text, f.protected))]
-        if not sites:
-            raise Skip("no rewording rule applies outside protected spans")
-        if severity <= 0:
-            raise Skip("severity 0")
-        count = min(len(sites), max(1, round(severity * len(sites))))
         edits: dict[int, list[tuple[int, int, str]]] = {}
         changes = []
-        for k in sorted(rng.sample(range(len(sites)), count)):
-            i, (start, end, rule, match) = sites[k]
+        for i, (start, end, rule, match) in sample_sites(sites, severity, rng, "no rewording rule applies outside protected spans"):
             new = expand(rule, match, rng.choice(rule.replacements))
             edits.setdefault(i, []).append((start, end, new))
             changes.append(Change(turn, doc.fields[i].name, f"rule:{rule.name}", match.group(0), new))
-        fields = tuple(replace(f, text=apply_edits(f.text, edits[i])) if i in edits else f for i, f in enumerate(doc.fields))
-        return replace(doc, fields=fields), changes
+        return doc.with_edits(edits), changes
 
     def _paraphrase(self, doc: Document, rng: random.Random, turn: int) -> tuple[Document, list[Change]]:
         editable = [i for i, f in enumerate(doc.fields) if f.editable and f.text.strip()]

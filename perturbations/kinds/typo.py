@@ -10,15 +10,14 @@ come from the variant's own random stream; nlpaug's global-RNG draws are seeded 
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-from perturbations.base import Change, Kind, Skip
+from perturbations.base import Change, Kind, Skip, sample_sites
 from perturbations.document import Document
 from perturbations.registry import register
 from perturbations.seeding import preserved_global_rngs, seed_globals
-from perturbations.spans import apply_edits, free_words, protected_spans
+from perturbations.spans import free_words, protected_spans
 
 METHODS = ("keyboard", "insert", "delete", "swap", "substitute", "misspelling")
 
@@ -75,25 +74,18 @@ class Typo(Kind):
     def perturb_document(self, doc: Document, rng: random.Random, severity: float, turn: int) -> tuple[Document, list[Change]]:
         candidates = [(i, span) for i, f in enumerate(doc.fields) if f.editable
                       for span in free_words(f.text, protected_spans(f.text, f.protected))]
-        if not candidates:
-            raise Skip("no editable word outside protected spans")
-        if severity <= 0:
-            raise Skip("severity 0")
-        count = min(len(candidates), max(1, round(severity * len(candidates))))
-        chosen = sorted(rng.sample(range(len(candidates)), count))
+        chosen = sample_sites(candidates, severity, rng, "no editable word outside protected spans")
         edits: dict[int, list[tuple[int, int, str]]] = {}
-        changes = []
+        changes: list[Change] = []
         with preserved_global_rngs():
-            self._typos(doc, candidates, chosen, rng, turn, edits, changes)
+            self._typos(doc, chosen, rng, turn, edits, changes)
         if not changes:
             raise Skip("no typo changed any eligible word")
-        fields = tuple(replace(f, text=apply_edits(f.text, edits[i])) if i in edits else f for i, f in enumerate(doc.fields))
-        return replace(doc, fields=fields), changes
+        return doc.with_edits(edits), changes
 
-    def _typos(self, doc: Document, candidates: list, chosen: list[int], rng: random.Random, turn: int,
+    def _typos(self, doc: Document, chosen: list[tuple[int, tuple[int, int]]], rng: random.Random, turn: int,
                edits: dict[int, list[tuple[int, int, str]]], changes: list[Change]) -> None:
-        for k in chosen:
-            i, (start, end) = candidates[k]
+        for i, (start, end) in chosen:
             word = doc.fields[i].text[start:end]
             methods = list(self.methods)
             rng.shuffle(methods)
