@@ -101,9 +101,11 @@ def evaluate_model(
     seed: int | None = None,
     prompt_format: str = "auto",
     options: dict[str, Any] | None = None,
+    store: Path | None = None,
     log: Any = print,
 ) -> dict[str, BenchmarkResult]:
-    """Every benchmark in `specs` (`mmlu`, `bbh:cot`, ...) on one model; records and results in `out_dir`."""
+    """Every benchmark in `specs` (`mmlu`, `bbh:cot`, ...) on one model; records and results in `out_dir`.
+    With a `store`, every answer is kept there and a re-run asks the model only for what is missing."""
     from evalsuite.backends import load_backend
     from evalsuite.benchmarks.registry import get_benchmark
 
@@ -111,8 +113,14 @@ def evaluate_model(
     benchmarks = [get_benchmark(spec, **(options or {}).get(spec.partition(":")[0], {})) for spec in specs]
     fmt = resolve_prompt_format(model_path if model_path.is_dir() else None, prompt_format, log)
     results: dict[str, BenchmarkResult] = {}
-    with load_backend(backend_config) as backend:
-        prompter = Prompter(fmt, backend.tokenizer)  # type: ignore[arg-type]
+    with load_backend(backend_config) as engine:
+        backend: Any = engine
+        if store is not None:
+            from evalsuite.backends.stored import StoredBackend
+            from evalsuite.store import RequestStore
+
+            backend = StoredBackend(engine, RequestStore(store))
+        prompter = Prompter(fmt, backend.tokenizer)
         for bench in benchmarks:
             items = bench.load(data, limit=limit, seed=seed) if data else bench.load(limit=limit, seed=seed)
             log(f"{bench.task_name}: {len(items)} items, prompt format {fmt}")
@@ -122,4 +130,6 @@ def evaluate_model(
                       "benchmark": bench.settings()}
             write_result(result, out_dir, config)
             results[bench.task_name] = result
+        if store is not None:
+            log(f"request store {store}: {backend.answered} requests answered by the model, the rest from the store")
     return results

@@ -89,6 +89,8 @@ def evaluate(
     judge_api_key_env: JudgeKeyOpt = None,
     judge_max_new_tokens: JudgeTokensOpt = 2048,
     judge_backend: JudgeBackendOpt = None,
+    store: Annotated[Optional[Path], typer.Option(
+        "--store", help="Durable request store (SQLite): answers are kept and a re-run asks only for what is missing.")] = None,
     model: common.ModelOpt = DEFAULT_MODEL,
     backend: common.BackendOpt = None,
     dtype: common.DTypeOpt = None,
@@ -119,7 +121,7 @@ def evaluate(
     specs = [s.strip() for s in benchmarks.split(",") if s.strip()]
     try:
         results = evaluate_model(cfg, specs, data=data, out_dir=out, limit=limit, seed=seed,
-                                 prompt_format=prompt_format, options=options, log=_log)
+                                 prompt_format=prompt_format, options=options, store=store, log=_log)
     finally:
         if judge is not None:
             judge.close()

@@ -205,10 +205,15 @@ def test_eval_cli_writes_samples_and_results(tiny_long_model_dir, tmp_path):
     (tmp_path / "mmlu").mkdir()
     write_jsonl(tmp_path / "mmlu" / "test.jsonl", CAIS)
     out = tmp_path / "out"
-    proc = subprocess.run(EVALSUITE + ["eval", "--model", str(tiny_long_model_dir), "--benchmarks", "mmlu",
-                                       "--data", str(tmp_path / "mmlu"), "--out", str(out), "--limit", "1"],
-                          cwd=ROOT, capture_output=True, text=True)
+    args = EVALSUITE + ["eval", "--model", str(tiny_long_model_dir), "--benchmarks", "mmlu", "--data", str(tmp_path / "mmlu"),
+                        "--out", str(out), "--limit", "1", "--store", str(tmp_path / "requests.sqlite")]
+    proc = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "8 requests answered by the model" in proc.stdout  # 2 questions × 4 options
+    samples = (out / "samples_mmlu_loglikelihood.jsonl").read_text()
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0 and "0 requests answered by the model" in again.stdout
+    assert (out / "samples_mmlu_loglikelihood.jsonl").read_text() == samples
     results = json.loads((out / "results_mmlu_loglikelihood.json").read_text())
     assert set(results["results"]) == {"mmlu_loglikelihood", "mmlu_loglikelihood:anatomy", "mmlu_loglikelihood:astronomy"}
     assert results["results"]["mmlu_loglikelihood"]["n"] == 2 and "acc,none" in results["results"]["mmlu_loglikelihood"]

@@ -1,0 +1,121 @@
+"""A backend whose answers come from the durable request store when it has them.
+
+`StoredBackend(backend, store)` answers `generate`, `loglikelihood` and `score` like the backend it wraps,
+but looks every request up first (key: the model's weights fingerprint, the settings that can change an
+answer, the request), sends only the misses to the model, in batches of `commit_every`, and commits each
+batch before the next: an interrupted run keeps everything answered so far and a re-run asks the model
+only for the rest. Identical requests within a call are answered once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from evalsuite.backends.types import (
+    Generation,
+    GenerationRequest,
+    LoglikelihoodRequest,
+    LoglikelihoodResult,
+    ScoreRequest,
+    TokenScores,
+)
+from evalsuite.store import RequestStore, canonical, request_key
+
+# Settings that change how fast, not what, a backend answers.
+NOT_IDENTITY = {"model", "tokenizer", "batch_size", "concurrency", "timeout_s", "max_retries", "backoff_s",
+                "kv_cache_space_gb", "gpu_memory_utilization", "enforce_eager", "api_key_env"}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+def weights_fingerprint(directory: Path) -> str:
+    from evalsuite.paths import fingerprint_dir
+
+    return fingerprint_dir(directory, WEIGHT_SUFFIXES)
+
+
+def model_identity(config: Any, store: RequestStore) -> str:
+    """The weights' sha256 for a local checkpoint (moving or renaming it keeps its answers), plus the
+    adapter's; `name@url` for a served model."""
+    model = Path(str(config.model)).expanduser()
+    if getattr(config, "kind", None) == "openai" or not model.is_dir():
+        return f"{config.model}@{getattr(config, 'base_url', '')}"
+    ident = store.fingerprint(model.resolve(), weights_fingerprint)
+    adapter = getattr(config, "adapter", None)
+    if adapter:
+        ident += "+" + store.fingerprint(Path(adapter).expanduser().resolve(), weights_fingerprint)
+    return ident
+
+
+def backend_identity(config: Any) -> dict[str, Any]:
+    data = config.model_dump(mode="json")
+    return {k: v for k, v in data.items() if k not in NOT_IDENTITY and k != "adapter"}
+
+
+def _generation(payload: dict[str, Any]) -> Generation:
+    return Generation(payload["text"], payload["token_ids"], payload["finish_reason"])
+
+
+def _loglikelihood(payload: dict[str, Any]) -> LoglikelihoodResult:
+    return LoglikelihoodResult(payload["logprob"], payload["is_greedy"], payload["num_tokens"])
+
+
+def _scores(payload: dict[str, Any]) -> TokenScores:
+    return TokenScores(tuple(payload["logprobs"]), payload["is_greedy"])
+
+
+class StoredBackend:
+    def __init__(self, backend: Any, store: RequestStore, commit_every: int = 64) -> None:
+        self.backend = backend
+        self.store = store
+        self.commit_every = commit_every
+        self.model = model_identity(backend.config, store)
+        self.identity = canonical(backend_identity(backend.config))
+        self.answered = 0  # requests sent to the model by this object (the rest came from the store)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.backend.tokenizer
+
+    @property
+    def config(self) -> Any:
+        return self.backend.config
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "StoredBackend":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
+        return self._answer("generate", requests, self.backend.generate, _generation, progress)
+
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False) -> list[LoglikelihoodResult]:
+        return self._answer("loglikelihood", requests, self.backend.loglikelihood, _loglikelihood, progress)
+
+    def score(self, requests: Sequence[ScoreRequest], *, progress: bool = False) -> list[TokenScores]:
+        return self._answer("score", requests, self.backend.score, _scores, progress)
+
+    def _answer(self, kind: str, requests: Sequence[Any], call: Callable[..., list[Any]], load: Callable[[dict], Any],
+                progress: bool) -> list[Any]:
+        contents = [canonical(asdict(r)) for r in requests]
+        keys = [request_key(self.model, self.identity, kind, c) for c in contents]
+        stored = self.store.get(keys)
+        todo: dict[str, int] = {}  # first position of each missing key: duplicates are answered once
+        for i, k in enumerate(keys):
+            if k not in stored and k not in todo:
+                todo[k] = i
+        pending = list(todo.items())
+        for start in range(0, len(pending), self.commit_every):
+            batch = pending[start:start + self.commit_every]
+            answers = call([requests[i] for _, i in batch], progress=progress)
+            fresh = {k: canonical(asdict(a)) for (k, _), a in zip(batch, answers)}
+            self.store.put((k, self.model, self.identity, kind, contents[i], fresh[k]) for k, i in batch)
+            stored.update(fresh)
+            self.answered += len(batch)
+        return [load(json.loads(stored[k])) for k in keys]
