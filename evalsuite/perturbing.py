@@ -73,3 +73,37 @@ def write_rows(rows: Iterator[dict[str, Any]], out: Path) -> int:
             n += 1
     tmp.replace(out)
     return n
+
+
+def read_variant_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows written by `evalsuite perturb` (checked for the fields the runner needs)."""
+    from evalsuite.rows import read_jsonl
+
+    rows = []
+    for n, row in read_jsonl(path):
+        if not isinstance(row, dict) or not {"id", "kind", "variant", "severity", "skipped_reason"} <= set(row):
+            raise ConfigError(f"{path}:{n}: not a row of `evalsuite perturb` (needs id, kind, variant, severity, skipped_reason)")
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"{path} has no rows")
+    return rows
+
+
+def perturbed_items(items: Any, rows: Any) -> tuple[list[Any], int]:
+    """The items asked in their variants' text (rows for items outside `items` are ignored); skipped
+    variants are left out and counted."""
+    from dataclasses import replace
+
+    from evalsuite.benchmarks.base import Perturbed
+
+    by_id = {it.id: it for it in items}
+    out, skipped = [], 0
+    for row in rows:
+        item = by_id.get(row["id"])
+        if item is None:
+            continue
+        if row["skipped_reason"]:
+            skipped += 1
+            continue
+        out.append(replace(item, perturbed=Perturbed.from_row(row)))
+    return out, skipped

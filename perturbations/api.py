@@ -36,6 +36,7 @@ def perturb(item: Item, kind: Kind, variant: int, seed: int, severity: float) ->
     out.edit_distance = sum(edit_distance(a, b) for a, b in zip(clean, texts))
     out.changes = changes
     out.choice_labels = docs[0].choice_labels()
+    out.option_style = docs[0].layout.option_style if docs[0].options is not None else None
     out.prompt_format = docs[0].layout.prompt_format
     return out
 

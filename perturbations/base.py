@@ -54,6 +54,7 @@ class Variant:
     skipped_reason: str | None = None
     choice_labels: list[str] | None = None  # how options are named in answers (MCQ; changes with option style)
     prompt_format: str | None = None  # None: the run's own; else plain | chat_template
+    option_style: str | None = None  # how options are labelled in `text` (MCQ), e.g. "A." or "(a)"
     multi_turn: bool = False  # rows carry `turns` (even when skipped) instead of `text`
 
     def to_row(self) -> dict[str, Any]:
@@ -64,6 +65,8 @@ class Variant:
         row["changes"] = [asdict(c) for c in self.changes]
         if self.choice_labels is not None:
             row["choice_labels"] = self.choice_labels
+        if self.option_style is not None:
+            row["option_style"] = self.option_style
         if self.prompt_format is not None:
             row["prompt_format"] = self.prompt_format
         return row

@@ -68,6 +68,24 @@ def answer_label(style: str, index: int) -> str:
     return label.rstrip(".)") if not label.startswith(("(", "[")) else label
 
 
+def relabel(text: str, style: str, target_style: str, count: int) -> str:
+    """`text` (a model's answer) with option labels written in `style` rewritten in `target_style`, so an
+    answer to a relabelled variant ("(b)", "2.") can be scored by the benchmark's own extraction ("(B)").
+    A label counts only where no letter or digit touches it; a bare answer ("b", "2") is mapped as well."""
+    import re
+
+    if style == target_style or count < 1:
+        return text
+    labels = [option_label(style, i) for i in range(count)]
+    targets = [option_label(target_style, i) for i in range(count)]
+    bare = {answer_label(style, i).strip("()[]"): i for i in range(count)}
+    stripped = text.strip().rstrip(".").strip("()[]")
+    if stripped in bare:
+        return targets[bare[stripped]]
+    pattern = re.compile("|".join(rf"(?<![A-Za-z0-9]){re.escape(lab)}(?![A-Za-z0-9])" for lab in labels))
+    return pattern.sub(lambda m: targets[labels.index(m.group(0))], text)
+
+
 @dataclass(frozen=True)
 class Document:
     fields: tuple[Field, ...]

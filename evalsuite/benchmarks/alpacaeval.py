@@ -86,7 +86,8 @@ class AlpacaEval(Benchmark):
         return alpacaeval_item(item.id, item.doc)
 
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
-        return [GenerationRequest(prompt=prompter.context(item.doc["instruction"]), max_new_tokens=self.max_new_tokens)]
+        # a perturbed instruction is asked; the judge compares answers to the original one
+        return [GenerationRequest(prompt=prompter.context(item.text(item.doc["instruction"])), max_new_tokens=self.max_new_tokens)]
 
     def completions(self, prompts: Sequence[str], **_: Any) -> dict[str, list[Any]]:
         """alpaca-eval's `fn_completions` contract, answered by our judge (ChatML prompt → messages)."""
@@ -121,7 +122,7 @@ class AlpacaEval(Benchmark):
             valid = pref is not None and not (isinstance(pref, float) and math.isnan(pref))
             # alpaca-eval's preference: 1 = reference wins, 2 = the model wins, 1.5 = draw.
             metrics = {"win": (float(pref) - 1.0) if valid else None, "judge_failed": float(not valid)}
-            samples.append(Sample(doc_id=i, item_id=item.id, subset="alpacaeval", doc=item.doc, target=item.doc["output"],
+            samples.append(Sample(doc_id=i, item_id=item.id, perturbed=item.perturbed, subset="alpacaeval", doc=item.doc, target=item.doc["output"],
                                   arguments=[generation_arguments(r) for r in reqs], resps=[[resps[0].text]],
                                   filtered_resps=[pref if valid else None], filter="none", metrics=metrics,
                                   prompt_format=prompter.format,

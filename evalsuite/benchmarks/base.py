@@ -20,14 +20,47 @@ Request = LoglikelihoodRequest | GenerationRequest
 
 
 @dataclass(frozen=True)
+class Perturbed:
+    """A perturbation variant of an item (a row of `evalsuite perturb`): its text replaces the item's prompt
+    body (lm-eval's `doc_to_text`; each turn for MT-Bench); scoring still uses the item's own doc and target.
+    `option_style` is how the variant labels options; `prompt_format` overrides the run's."""
+
+    kind: str
+    variant: int
+    severity: float
+    text: str | None = None
+    turns: tuple[str, ...] | None = None
+    option_style: str | None = None
+    prompt_format: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "Perturbed":
+        return cls(row["kind"], int(row["variant"]), float(row["severity"]), row.get("text"),
+                   tuple(row["turns"]) if row.get("turns") is not None else None, row.get("option_style"),
+                   row.get("prompt_format"))
+
+
+@dataclass(frozen=True)
 class Item:
     """One benchmark item. `id` is stable across runs and machines (perturbed copies keep it), `subset`
-    is the subject / task / category it is aggregated under, `doc` the row as the reference tool sees it."""
+    is the subject / task / category it is aggregated under, `doc` the row as the reference tool sees it,
+    `perturbed` the variant it is asked in (None: the clean item)."""
 
     id: str
     subset: str
     doc: dict[str, Any]
     target: Any
+    perturbed: Perturbed | None = None
+
+    def text(self, clean: str) -> str:
+        """The prompt body to ask: the variant's, else `clean` (the benchmark's own rendering)."""
+        return self.perturbed.text if self.perturbed is not None and self.perturbed.text is not None else clean
+
+    def turns(self, clean: Sequence[str]) -> list[str]:
+        return list(self.perturbed.turns) if self.perturbed is not None and self.perturbed.turns else list(clean)
+
+    def option_style(self, clean: str) -> str:
+        return self.perturbed.option_style if self.perturbed is not None and self.perturbed.option_style else clean
 
 
 @dataclass
@@ -46,6 +79,7 @@ class Sample:
     metrics: dict[str, float]
     prompt_format: str
     extra: dict[str, Any] = field(default_factory=dict)
+    perturbed: Perturbed | None = None  # the variant the item was asked in (None: clean)
 
     def to_record(self) -> dict[str, Any]:
         from evalsuite.benchmarks.records import sample_record

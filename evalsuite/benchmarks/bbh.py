@@ -133,12 +133,23 @@ class BBH(Benchmark):
         config = self.configs[item.subset]
         shots = [Shot(render(config["doc_to_text"], s), s["target"])
                  for s in config.get("fewshot_config", {}).get("samples", [])][: config.get("num_fewshot", 0)]
-        context = prompter.context(render(config["doc_to_text"], item.doc), description=config.get("description", ""),
+        context = prompter.context(item.text(render(config["doc_to_text"], item.doc)), description=config.get("description", ""),
                                    shots=shots, target_delimiter=config.get("target_delimiter", " "),
                                    fewshot_delimiter=config.get("fewshot_delimiter", "\n\n"))
         gen = config["generation_kwargs"]
         max_new = self.max_new_tokens or gen.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS)
         return [GenerationRequest(prompt=context, max_new_tokens=max_new, stop=tuple(gen["until"]))]
+
+    @staticmethod
+    def _read_back(item: Item, text: str) -> str:
+        """An answer to a relabelled variant with its option labels rewritten in BBH's "(A)" (the targets')."""
+        if item.perturbed is None or not item.perturbed.option_style:
+            return text
+        from perturbations.benchmarks import split_bbh_options
+        from perturbations.document import relabel
+
+        _, options = split_bbh_options(item.doc["input"])
+        return relabel(text, item.perturbed.option_style, "(A)", len(options or ()))
 
     def score(self, items: Sequence[Item], requests: Sequence[Sequence[Request]], responses: Sequence[Sequence[Any]],
               prompter: Prompter) -> list[Sample]:
@@ -149,13 +160,13 @@ class BBH(Benchmark):
                 continue
             config = self.configs[task]
             options = metric_options(config, "exact_match")
-            texts = [responses[i][0].text for i in idx]
+            texts = [self._read_back(items[i], responses[i][0].text) for i in idx]
             docs = [items[i].doc for i in idx]
             for pipeline in filters_of(config):
                 for doc_id, (i, text, extracted) in enumerate(zip(idx, texts, pipeline.apply(texts, docs))):
                     item = items[i]
                     samples.append(Sample(
-                        doc_id=doc_id, item_id=item.id, subset=task, doc=item.doc, target=item.target,
+                        doc_id=doc_id, item_id=item.id, perturbed=item.perturbed, subset=task, doc=item.doc, target=item.target,
                         arguments=[generation_arguments(r) for r in requests[i]], resps=[[text]],
                         filtered_resps=[extracted], filter=pipeline.name,
                         metrics={"exact_match": exact_match(extracted, item.target, options)},

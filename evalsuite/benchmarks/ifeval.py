@@ -110,7 +110,7 @@ class IFEval(Benchmark):
         return ifeval_item(item.id, item.doc)
 
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
-        return [GenerationRequest(prompt=prompter.context(item.doc["prompt"]), max_new_tokens=self.max_new_tokens)]
+        return [GenerationRequest(prompt=prompter.context(item.text(item.doc["prompt"])), max_new_tokens=self.max_new_tokens)]
 
     def score(self, items: Sequence[Item], requests: Sequence[Sequence[Request]], responses: Sequence[Sequence[Any]],
               prompter: Prompter) -> list[Sample]:
@@ -123,7 +123,7 @@ class IFEval(Benchmark):
                        "inst_level_strict_acc": [float(x) for x in strict.follow_instruction_list],
                        "prompt_level_loose_acc": float(loose.follow_all_instructions),
                        "inst_level_loose_acc": [float(x) for x in loose.follow_instruction_list]}
-            samples.append(Sample(doc_id=i, item_id=item.id, subset=item.subset, doc=item.doc, target=0,
+            samples.append(Sample(doc_id=i, item_id=item.id, perturbed=item.perturbed, subset=item.subset, doc=item.doc, target=0,
                                   arguments=[generation_arguments(r) for r in reqs], resps=[[text]],
                                   filtered_resps=[text], filter="none", metrics=metrics, prompt_format=prompter.format))
         return samples

@@ -26,6 +26,7 @@ from evalsuite.benchmarks.registry import register
 from evalsuite.errors import ConfigError
 
 LETTERS = ("A", "B", "C", "D")
+OPTION_STYLE = "A."  # how lm-eval's MMLU prompt labels options
 HUB_ID = "cais/mmlu"
 FLEXIBLE = FilterPipeline("flexible-extract", [
     ("multi_choice_regex", {"group_select": -1, "ignore_case": True, "ignore_punctuation": True,
@@ -120,12 +121,17 @@ class MMLU(Benchmark):
 
     def context(self, item: Item, prompter: Prompter) -> str:
         description = f"The following are multiple choice questions (with answers) about {item.subset.replace('_', ' ')}.\n\n"
-        return prompter.context(self.question(item.doc), description=description, shots=self.shots.get(item.subset, ()))
+        return prompter.context(item.text(self.question(item.doc)), description=description,
+                                shots=self.shots.get(item.subset, ()))
 
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
         context = self.context(item, prompter)
-        if self.variant == "loglikelihood":
-            return [LoglikelihoodRequest(context, prompter.continuation(letter)) for letter in LETTERS[: len(item.doc["choices"])]]
+        if self.variant == "loglikelihood":  # a relabelled variant is answered in its own labels (" (b)", " 2")
+            from perturbations.document import answer_label
+
+            style = item.option_style(OPTION_STYLE)
+            return [LoglikelihoodRequest(context, prompter.continuation(answer_label(style, k)))
+                    for k in range(len(item.doc["choices"]))]
         until = self.config["generation_kwargs"]["until"]
         return [GenerationRequest(prompt=context, max_new_tokens=self.max_new_tokens, stop=tuple(until))]
 
@@ -134,7 +140,11 @@ class MMLU(Benchmark):
         if self.variant == "loglikelihood":
             return [self._score_choice(i, it, reqs, resps, prompter)
                     for i, it, reqs, resps in zip(subset_positions(items), items, requests, responses)]
-        texts = [resps[0].text for resps in responses]
+        from perturbations.document import relabel
+
+        # answers to a relabelled variant are read back in lm-eval's labels before lm-eval's extraction
+        texts = [relabel(resps[0].text, it.option_style(OPTION_STYLE), OPTION_STYLE, len(it.doc["choices"]))
+                 for it, resps in zip(items, responses)]
         docs = [it.doc for it in items]
         options = {"ignore_case": True, "ignore_punctuation": True}
         samples = []
@@ -142,7 +152,7 @@ class MMLU(Benchmark):
             extracted_all = pipeline.apply(texts, docs)
             for i, item, reqs, text, extracted in zip(subset_positions(items), items, requests, texts, extracted_all):
                 samples.append(Sample(
-                    doc_id=i, item_id=item.id, subset=item.subset, doc=item.doc, target=item.target,
+                    doc_id=i, item_id=item.id, perturbed=item.perturbed, subset=item.subset, doc=item.doc, target=item.target,
                     arguments=[generation_arguments(r) for r in reqs], resps=[[text]], filtered_resps=[extracted],
                     filter=pipeline.name, metrics={"exact_match": exact_match(extracted, item.target, options)},
                     prompt_format=prompter.format))
@@ -153,7 +163,7 @@ class MMLU(Benchmark):
         lls = [(r.logprob, r.is_greedy) for r in resps]
         pred = max(range(len(lls)), key=lambda k: lls[k][0])
         return Sample(
-            doc_id=doc_id, item_id=item.id, subset=item.subset, doc=item.doc, target=item.doc["answer"],
+            doc_id=doc_id, item_id=item.id, perturbed=item.perturbed, subset=item.subset, doc=item.doc, target=item.doc["answer"],
             arguments=[[r.context, r.continuation] for r in reqs], resps=[[list(x)] for x in lls],
             filtered_resps=[list(x) for x in lls], filter="none",
             metrics={"acc": float(pred == item.doc["answer"])}, prompt_format=prompter.format,

@@ -93,7 +93,7 @@ class MTBench(Benchmark):
         return subsample(items, lambda it: it.id, lambda it: it.subset, limit, seed)
 
     def _turn_request(self, item: Item, prompter: Prompter, answers: Sequence[str]) -> GenerationRequest:
-        turns = item.doc["turns"]
+        turns = item.turns(item.doc["turns"])  # a perturbed item asks its variant turns; the judge sees the originals
         k = len(answers)
         temperature = TEMPERATURES.get(item.subset, 0.7)
         greedy = temperature < 1e-4
@@ -149,7 +149,7 @@ class MTBench(Benchmark):
             for turn, rating in enumerate(ratings, 1):
                 metrics[f"score_turn{turn}"] = rating
             samples.append(Sample(
-                doc_id=i, item_id=item.id, subset=item.subset, doc=item.doc, target=self.references.get(item.doc["question_id"]),
+                doc_id=i, item_id=item.id, perturbed=item.perturbed, subset=item.subset, doc=item.doc, target=self.references.get(item.doc["question_id"]),
                 arguments=[generation_arguments(r) for r in reqs], resps=[[a] for a in ans], filtered_resps=ratings,
                 filter="none", metrics=metrics, prompt_format=prompter.format,
                 extra={"judgements": [{"text": v.text, "attempts": v.attempts} for v in turn_verdicts],

@@ -42,6 +42,9 @@ def sample_record(sample: "Sample") -> dict[str, Any]:
         "subset": sample.subset,
         "prompt_format": sample.prompt_format,
     }
+    if sample.perturbed is not None:
+        p = sample.perturbed
+        record["perturbation"] = {"kind": p.kind, "variant": p.variant, "severity": p.severity}
     if sample.extra:
         record["extra"] = sample.extra
     return record
@@ -61,10 +64,10 @@ def aggregate_samples(samples: Sequence["Sample"]) -> dict[str, dict[str, Any]]:
     """`{"all": {"acc,none": .., "acc_stderr,none": .., "n": ..}, "<subset>": {...}}`: micro-averages over
     every item, then per subset."""
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    counts: dict[str, set[str]] = defaultdict(set)
+    counts: dict[str, set[tuple[str, int | None]]] = defaultdict(set)  # n: prompts asked (items × variants)
     for s in samples:
         for scope in ("all", s.subset):
-            counts[scope].add(s.item_id)
+            counts[scope].add((s.item_id, s.perturbed.variant if s.perturbed is not None else None))
             for metric, value in s.metrics.items():
                 if isinstance(value, list):  # one value per instruction (IFEval) or turn (MT-Bench): pooled
                     if value:

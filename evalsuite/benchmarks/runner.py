@@ -41,6 +41,21 @@ def answer_requests(backend: Any, per_item: Sequence[Sequence[Request]], progres
 
 def run_benchmark(benchmark: Benchmark, items: Sequence[Item], backend: Any, prompter: Prompter,
                   progress: bool = False) -> BenchmarkResult:
+    """Every item asked and scored; a variant that names its own prompt format (a `format` perturbation) is
+    asked in that format, the rest in `prompter`'s."""
+    groups: dict[str, list[Item]] = {}
+    for item in items:
+        fmt = item.perturbed.prompt_format if item.perturbed is not None and item.perturbed.prompt_format else prompter.format
+        groups.setdefault(fmt, []).append(item)
+    samples: list[Sample] = []
+    for fmt, group in groups.items():
+        own = prompter if fmt == prompter.format else Prompter(fmt, prompter.tokenizer, prompter.fewshot_as_multiturn)  # type: ignore[arg-type]
+        samples += _ask_and_score(benchmark, group, backend, own, progress)
+    return BenchmarkResult(benchmark.task_name, samples, benchmark.aggregate(samples))
+
+
+def _ask_and_score(benchmark: Benchmark, items: Sequence[Item], backend: Any, prompter: Prompter,
+                   progress: bool) -> list[Sample]:
     requests = [benchmark.requests(item, prompter) for item in items]
     responses = answer_requests(backend, requests, progress=progress)
     while True:  # later rounds see earlier answers (multi-turn benchmarks)
@@ -51,8 +66,7 @@ def run_benchmark(benchmark: Benchmark, items: Sequence[Item], backend: Any, pro
         for reqs, resps, new_reqs, new_resps in zip(requests, responses, more, answers):
             reqs.extend(new_reqs)
             resps.extend(new_resps)
-    samples = benchmark.score(items, requests, responses, prompter)
-    return BenchmarkResult(benchmark.task_name, samples, benchmark.aggregate(samples))
+    return benchmark.score(items, requests, responses, prompter)
 
 
 def write_result(result: BenchmarkResult, out_dir: Path, config: dict[str, Any]) -> tuple[Path, Path]:
@@ -102,13 +116,19 @@ def evaluate_model(
     prompt_format: str = "auto",
     options: dict[str, Any] | None = None,
     store: Path | None = None,
+    perturbed: Path | None = None,
     log: Any = print,
 ) -> dict[str, BenchmarkResult]:
     """Every benchmark in `specs` (`mmlu`, `bbh:cot`, ...) on one model; records and results in `out_dir`.
-    With a `store`, every answer is kept there and a re-run asks the model only for what is missing."""
+    With a `store`, every answer is kept there and a re-run asks the model only for what is missing. With
+    `perturbed` (rows of `evalsuite perturb`), the items are asked in their variants instead, one result per
+    perturbation kind (`<task>@<kind>`)."""
+    from evalsuite.perturbing import perturbed_items, read_variant_rows
+
     from evalsuite.backends import load_backend
     from evalsuite.benchmarks.registry import get_benchmark
 
+    variant_rows = read_variant_rows(perturbed) if perturbed is not None else None
     model_path = Path(str(backend_config.model))
     benchmarks = [get_benchmark(spec, **(options or {}).get(spec.partition(":")[0], {})) for spec in specs]
     fmt = resolve_prompt_format(model_path if model_path.is_dir() else None, prompt_format, log)
@@ -123,13 +143,25 @@ def evaluate_model(
         prompter = Prompter(fmt, backend.tokenizer)
         for bench in benchmarks:
             items = bench.load(data, limit=limit, seed=seed) if data else bench.load(limit=limit, seed=seed)
-            log(f"{bench.task_name}: {len(items)} items, prompt format {fmt}")
-            result = run_benchmark(bench, items, backend, prompter, progress=True)
-            config = {"model": str(backend_config.model), "backend": backend_config.model_dump(mode="json"),
-                      "prompt_format": fmt, "data": data, "limit": limit, "seed": seed,
-                      "benchmark": bench.settings()}
-            write_result(result, out_dir, config)
-            results[bench.task_name] = result
+            runs: list[tuple[str, Sequence[Item], dict[str, Any] | None]] = [(bench.task_name, items, None)]
+            if variant_rows is not None:
+                runs = []
+                for kind in sorted({r["kind"] for r in variant_rows}):
+                    asked, skipped = perturbed_items(items, [r for r in variant_rows if r["kind"] == kind])
+                    if asked:
+                        runs.append((f"{bench.task_name}@{kind}", asked, {"file": str(perturbed), "kind": kind,
+                                                                           "variants": len(asked), "skipped": skipped}))
+                if not runs:
+                    log(f"{bench.task_name}: no row of {perturbed} is one of its items")
+            for task, asked_items, pinfo in runs:
+                log(f"{task}: {len(asked_items)} items, prompt format {fmt}")
+                result = run_benchmark(bench, asked_items, backend, prompter, progress=True)
+                result.task = task
+                config = {"model": str(backend_config.model), "backend": backend_config.model_dump(mode="json"),
+                          "prompt_format": fmt, "data": data, "limit": limit, "seed": seed,
+                          "benchmark": bench.settings(), "perturbed": pinfo}
+                write_result(result, out_dir, config)
+                results[task] = result
         if store is not None:
             log(f"request store {store}: {backend.answered} requests answered by the model, the rest from the store")
     return results

@@ -91,6 +91,8 @@ def evaluate(
     judge_backend: JudgeBackendOpt = None,
     store: Annotated[Optional[Path], typer.Option(
         "--store", help="Durable request store (SQLite): answers are kept and a re-run asks only for what is missing.")] = None,
+    perturbed: Annotated[Optional[Path], typer.Option(
+        "--perturbed", help="Rows of `evalsuite perturb`: ask the items in these variants (results <task>@<kind>).")] = None,
     model: common.ModelOpt = DEFAULT_MODEL,
     backend: common.BackendOpt = None,
     dtype: common.DTypeOpt = None,
@@ -121,7 +123,8 @@ def evaluate(
     specs = [s.strip() for s in benchmarks.split(",") if s.strip()]
     try:
         results = evaluate_model(cfg, specs, data=data, out_dir=out, limit=limit, seed=seed,
-                                 prompt_format=prompt_format, options=options, store=store, log=_log)
+                                 prompt_format=prompt_format, options=options, store=store, perturbed=perturbed,
+                                 log=_log)
     finally:
         if judge is not None:
             judge.close()
