@@ -59,6 +59,8 @@ class AlpacaEval(Benchmark):
     name = "alpacaeval"
     variants = ("winrate",)
 
+    primary = ("win", "none")
+
     def __init__(self, variant: str | None = None, judge: Any = None, max_new_tokens: int | None = None,
                  annotator: str = ANNOTATOR, **options: Any) -> None:
         super().__init__(variant, **options)

@@ -130,6 +130,21 @@ class Benchmark(ABC):
         """Every item's samples, one per filter (lm-eval logs one row per filter). Batched because lm-eval's
         filters are built per task and some are costly to build."""
 
+    # The metric and filter robustness is measured on (`evalsuite run`): one number per item.
+    primary: ClassVar[tuple[str, str]] = ("acc", "none")
+
+    def primary_for(self) -> tuple[str, str]:
+        return self.primary
+
+    def item_result(self, sample: Sample) -> tuple[Any, float | None]:
+        """(answer, score) of a sample under the primary metric: the answer compared across variants (None
+        for free text), the score (None when it could not be scored, e.g. a failed judgement)."""
+        value = sample.metrics.get(self.primary_for()[0])
+        if isinstance(value, list):
+            value = sum(value) / len(value) if value else None
+        answer = sample.filtered_resps[0] if sample.filtered_resps else None
+        return (answer if isinstance(answer, (str, int)) else None), (None if value is None else float(value))
+
     def perturbation_item(self, item: Item) -> Any:
         """The item as the `perturbations` package sees it (fields, options, what is protected); its default
         rendering is this benchmark's own prompt body for the item."""

@@ -140,6 +140,9 @@ class BBH(Benchmark):
         max_new = self.max_new_tokens or gen.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS)
         return [GenerationRequest(prompt=context, max_new_tokens=max_new, stop=tuple(gen["until"]))]
 
+    def primary_for(self) -> tuple[str, str]:
+        return ("exact_match", "flexible-extract") if self.variant == "zeroshot" else ("exact_match", "get-answer")
+
     @staticmethod
     def _read_back(item: Item, text: str) -> str:
         """An answer to a relabelled variant with its option labels rewritten in BBH's "(A)" (the targets')."""

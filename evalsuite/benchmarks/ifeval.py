@@ -86,6 +86,8 @@ class IFEval(Benchmark):
     name = "ifeval"
     variants = ("default",)
 
+    primary = ("prompt_level_strict_acc", "none")
+
     def __init__(self, variant: str | None = None, max_new_tokens: int | None = None, **options: Any) -> None:
         super().__init__(variant, **options)
         self.max_new_tokens = max_new_tokens or MAX_GEN_TOKS
@@ -103,6 +105,9 @@ class IFEval(Benchmark):
                        "kwargs": [{k: v for k, v in kw.items() if v is not None} for kw in row["kwargs"]]}, 0)
                  for row in load_rows(source)]
         return subsample(items, lambda it: it.id, lambda it: it.subset, limit, seed)
+
+    def item_result(self, sample: Sample) -> tuple[Any, float | None]:
+        return None, sample.metrics["prompt_level_strict_acc"]  # free text: no answer to compare across variants
 
     def perturbation_item(self, item: Item) -> Any:
         from perturbations.benchmarks import ifeval_item

@@ -97,6 +97,14 @@ class MMLU(Benchmark):
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "num_fewshot": self.num_fewshot, "max_new_tokens": self.max_new_tokens}
 
+    def primary_for(self) -> tuple[str, str]:
+        return ("acc", "none") if self.variant == "loglikelihood" else ("exact_match", "flexible-extract")
+
+    def item_result(self, sample: Sample) -> tuple[Any, float | None]:
+        if self.variant == "loglikelihood":  # the predicted option, by index (labels differ across variants)
+            return LETTERS.index(sample.extra["prediction"]), sample.metrics["acc"]
+        return super().item_result(sample)
+
     def load(self, source: Any = HUB_ID, limit: int | None = None, seed: int | None = None) -> list[Item]:
         rows = load_rows(source, "test")
         items = [Item(i, row["subject"], row, LETTERS[row["answer"]]) for i, row in zip(item_ids(rows), rows)]

@@ -69,6 +69,8 @@ class MTBench(Benchmark):
     name = "mtbench"
     variants = ("single",)
 
+    primary = ("score", "none")
+
     def __init__(self, variant: str | None = None, judge: Any = None, max_new_tokens: int | None = None,
                  **options: Any) -> None:
         super().__init__(variant, **options)

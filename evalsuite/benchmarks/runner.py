@@ -45,13 +45,17 @@ def run_benchmark(benchmark: Benchmark, items: Sequence[Item], backend: Any, pro
     asked in that format, the rest in `prompter`'s."""
     groups: dict[str, list[Item]] = {}
     for item in items:
-        fmt = item.perturbed.prompt_format if item.perturbed is not None and item.perturbed.prompt_format else prompter.format
-        groups.setdefault(fmt, []).append(item)
+        groups.setdefault(prompter_for(item, prompter).format, []).append(item)
     samples: list[Sample] = []
-    for fmt, group in groups.items():
-        own = prompter if fmt == prompter.format else Prompter(fmt, prompter.tokenizer, prompter.fewshot_as_multiturn)  # type: ignore[arg-type]
-        samples += _ask_and_score(benchmark, group, backend, own, progress)
+    for group in groups.values():
+        samples += _ask_and_score(benchmark, group, backend, prompter_for(group[0], prompter), progress)
     return BenchmarkResult(benchmark.task_name, samples, benchmark.aggregate(samples))
+
+
+def prompter_for(item: Item, prompter: Prompter) -> Prompter:
+    """The run's prompter, or one in the prompt format the item's variant names."""
+    fmt = item.perturbed.prompt_format if item.perturbed is not None and item.perturbed.prompt_format else prompter.format
+    return prompter if fmt == prompter.format else Prompter(fmt, prompter.tokenizer, prompter.fewshot_as_multiturn)  # type: ignore[arg-type]
 
 
 def _ask_and_score(benchmark: Benchmark, items: Sequence[Item], backend: Any, prompter: Prompter,

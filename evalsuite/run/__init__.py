@@ -1,0 +1,2 @@
+"""`evalsuite run`: every checkpoint below a folder × every benchmark × clean and perturbed, through the
+durable request store, with robustness metrics (`discovery`, `pipeline`, `results`)."""

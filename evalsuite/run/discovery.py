@@ -1,0 +1,58 @@
+"""Checkpoints below a folder: every directory with an evalsuite manifest or a Hugging Face config (a base
+model included). A checkpoint's own subfolders are not searched; hidden folders (cells being trained) and
+trainer `checkpoint-N` folders are skipped. Each one is checked cheaply (config, manifest, safetensors
+headers) so a corrupt checkpoint is reported and skipped before anything is loaded."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str  # path relative to the searched folder ("." for the folder itself)
+    path: Path
+    stage: str  # base | sft | dpo (from the manifest), or "hf" without one
+    cell: tuple[float, float] | None  # (λp, λr) of a WIT cell
+    prompt_format: str | None
+    problem: str | None = None  # why it cannot be evaluated
+
+    def info(self) -> dict[str, Any]:
+        return {"checkpoint": self.name, "stage": self.stage, "lambda_p": self.cell[0] if self.cell else None,
+                "lambda_r": self.cell[1] if self.cell else None}
+
+
+def inspect(root: Path, path: Path) -> Checkpoint:
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.manifest import read_manifest
+    from evalsuite.models.checkpoint import check_checkpoint_dir
+
+    name = str(path.relative_to(root)) if path != root else "."
+    try:
+        manifest = read_manifest(path)
+    except Exception as exc:  # a manifest that does not parse
+        return Checkpoint(name, path, "hf", None, None, f"unreadable evalsuite.json: {str(exc).splitlines()[0]}")
+    stage = manifest.stage if manifest else "hf"
+    cell = None
+    if manifest is not None and isinstance(getattr(manifest, "cell", None), dict):
+        cell = (float(manifest.cell["lambda_p"]), float(manifest.cell["lambda_r"]))  # type: ignore[attr-defined]
+    try:
+        check_checkpoint_dir(path)
+    except EvalsuiteError as exc:
+        return Checkpoint(name, path, stage, cell, manifest.prompt_format if manifest else None, str(exc))
+    return Checkpoint(name, path, stage, cell, manifest.prompt_format if manifest else None)
+
+
+def discover(root: Path) -> list[Checkpoint]:
+    root = root.expanduser()
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        if "evalsuite.json" in filenames or "config.json" in filenames:
+            dirnames[:] = []
+            found.append(inspect(root, Path(dirpath)))
+        else:
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not d.startswith("checkpoint-"))
+    return sorted(found, key=lambda c: ({"base": 0, "hf": 0, "sft": 1, "dpo": 2}.get(c.stage, 3), c.name))

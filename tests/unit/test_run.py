@@ -1,0 +1,131 @@
+"""`evalsuite run`: checkpoint discovery, a run over several checkpoints with a corrupt one among them,
+the results table, re-runs from the store, and a SIGKILLed run resumed to the same results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EVALSUITE, ROOT, build_tiny_model, write_jsonl
+
+CAIS = [{"question": f"Question {i} about {s}?", "subject": s, "choices": ["red", "green", "blue", "black"], "answer": i % 4}
+        for s in ("anatomy", "astronomy") for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """A base model, two WIT cells with manifests (one the (0, 1) reference), a corrupt checkpoint, a
+    hidden cell in training and a trainer checkpoint folder that must not be picked up."""
+    from evalsuite.manifest import CheckpointManifest, write_manifest
+
+    root = tmp_path_factory.mktemp("models")
+    build_tiny_model(root / "base", seed=0, max_positions=1024)
+    for name, seed, cell in (("sft/lp0_lr1", 1, (0.0, 1.0)), ("sft/lp1_lr1", 2, (1.0, 1.0))):
+        path = build_tiny_model(root / name, seed=seed, max_positions=1024)
+        manifest = CheckpointManifest(stage="sft", base_model=str(root / "base"), prompt_format="plain", dtype="float32")
+        manifest = manifest.model_copy(update={"cell": {"lambda_p": cell[0], "lambda_r": cell[1]}})
+        write_manifest(path, manifest)
+        shutil.copytree(path, path / "checkpoint-2")  # a trainer checkpoint inside: not a model to evaluate
+    (root / "sft" / "broken").mkdir()
+    (root / "sft" / "broken" / "config.json").write_text('{"model_type": "llama"}')
+    (root / "sft" / "broken" / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header}")
+    build_tiny_model(root / "sft" / ".lp0.5_lr1.work", seed=3, max_positions=1024)
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("mmlu")
+    write_jsonl(folder / "test.jsonl", CAIS)
+    return folder
+
+
+def test_discovery_finds_checkpoints_and_reports_the_corrupt_one(models):
+    from evalsuite.run.discovery import discover
+
+    found = {c.name: c for c in discover(models)}
+    assert sorted(found) == ["base", "sft/broken", "sft/lp0_lr1", "sft/lp1_lr1"]
+    assert found["base"].stage == "hf" and found["sft/lp0_lr1"].cell == (0.0, 1.0) and found["sft/lp1_lr1"].stage == "sft"
+    assert found["sft/broken"].problem and not found["sft/lp0_lr1"].problem
+
+
+def _run(models, data, out, extra=()):
+    return subprocess.run(EVALSUITE + ["run", "--models", str(models), "--benchmarks", "mmlu", "--perturb", "typo,format",
+                                       "--variants", "2", "--data", str(data), "--dtype", "float32", "--out", str(out), *extra],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_run_table_metrics_and_rerun_from_the_store(models, data, tmp_path):
+    import pandas as pd
+
+    from evalsuite.run.results import load_results
+
+    out = tmp_path / "run"
+    proc = _run(models, data, out)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "skipping sft/broken" in proc.stdout
+    df = load_results(out)
+    assert set(df.checkpoint) == {"base", "sft/lp0_lr1", "sft/lp1_lr1"}
+    clean = df[(df.condition == "clean") & (df.metric == "score")]
+    assert len(clean) == 3 and clean.n.eq(6).all() and (clean.low <= clean.value).all() and (clean.value <= clean.high).all()
+    for kind in ("typo", "format"):
+        rows = df[(df.condition == kind)]
+        assert {"score", "agreement", "correct_to_wrong", "wrong_to_correct", "worst_case_score"} <= set(rows.metric)
+    # each cell against the (0, 1) cell of its stage, paired by item
+    sig = df[df.metric == "mcnemar_p_vs_0_1"]
+    assert list(sig.checkpoint) == ["sft/lp1_lr1"] and 0 <= sig.value.iloc[0] <= 1
+    # the samples behind the table, lm-eval-shaped, per checkpoint and condition
+    samples = out / "checkpoints" / "sft" / "lp1_lr1" / "samples_mmlu_loglikelihood@typo.jsonl"
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert len(rows) == 12 and {r["perturbation"]["variant"] for r in rows} == {0, 1}
+    # agreement recomputed independently from the samples: same predicted option as the clean run
+    clean_rows = {r["item_id"]: r for r in map(json.loads, (samples.parent / "samples_mmlu_loglikelihood.jsonl").read_text().splitlines())}
+    same = [r["extra"]["prediction"] == clean_rows[r["item_id"]]["extra"]["prediction"] for r in rows]
+    got = df[(df.checkpoint == "sft/lp1_lr1") & (df.condition == "typo") & (df.metric == "agreement")].value.iloc[0]
+    assert got == pytest.approx(sum(same) / len(same))
+    before = (out / "results.csv").read_text()
+    again = _run(models, data, out)
+    assert again.returncode == 0 and again.stdout.count("0 requests answered by the model") == 3
+    assert (out / "results.csv").read_text() == before
+    assert isinstance(pd.read_csv(out / "results.csv"), pd.DataFrame)
+
+
+def test_sigkilled_run_resumes_to_the_same_results(models, data, tmp_path):
+    """A real `evalsuite run` SIGKILLed once the store holds some answers (a random point in the run), then
+    run again: the results equal an uninterrupted run's and the store has no duplicate rows."""
+    import random
+
+    out = tmp_path / "killed"
+    db = out / "requests.sqlite"
+    args = EVALSUITE + ["run", "--models", str(models), "--benchmarks", "mmlu", "--perturb", "typo,format", "--variants", "2",
+                        "--data", str(data), "--dtype", "float32", "--out", str(out), "--batch-size", "4"]
+    threshold = random.Random().randint(8, 60)
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with sqlite3.connect(db, timeout=5) as con:
+                if con.execute("SELECT COUNT(*) FROM requests").fetchone()[0] >= threshold:
+                    break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before the kill point"
+    proc.kill()
+    proc.wait()
+    resumed = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    reference = _run(models, data, tmp_path / "reference")
+    assert reference.returncode == 0
+    assert (out / "results.csv").read_text() == (tmp_path / "reference" / "results.csv").read_text()
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        total, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM requests").fetchone()
+    with sqlite3.connect(tmp_path / "reference" / "requests.sqlite") as con:
+        assert total == distinct == con.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
