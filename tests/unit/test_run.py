@@ -129,3 +129,31 @@ def test_sigkilled_run_resumes_to_the_same_results(models, data, tmp_path):
         total, distinct = con.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM requests").fetchone()
     with sqlite3.connect(tmp_path / "reference" / "requests.sqlite") as con:
         assert total == distinct == con.execute("SELECT COUNT(*) FROM requests").fetchone()[0]
+
+
+def test_posix_through_the_backend_matches_the_formula_by_hand(tiny_long_model_dir, tmp_path):
+    """`posix_of` on one IFEval item and two variants equals ψ computed here from the model directly:
+    greedy answers, each scored after every prompt of the set, |Δ log P| / L averaged over i ≠ j."""
+    from dataclasses import replace
+
+    from evalsuite.backends import HFConfig, ScoreRequest, load_backend
+    from evalsuite.backends.stored import StoredBackend
+    from evalsuite.benchmarks import Prompter, get_benchmark
+    from evalsuite.benchmarks.base import Perturbed, Item
+    from evalsuite.run.pipeline import posix_of
+    from evalsuite.store import RequestStore
+
+    bench = get_benchmark("ifeval", max_new_tokens=5)
+    item = Item("ifeval/1", "ifeval", {"key": 1, "prompt": "Write a short poem.", "instruction_id_list": [], "kwargs": []}, 0)
+    variants = [replace(item, perturbed=Perturbed("typo", v, 0.1, text)) for v, text in
+                enumerate(["Write a shrot poem.", "Wirte a short poem."])]
+    with load_backend(HFConfig(model=str(tiny_long_model_dir), dtype="float32")) as engine:
+        prompter = Prompter("plain", engine.tokenizer)
+        value, sets = posix_of(bench, [item], variants, StoredBackend(engine, RequestStore(tmp_path / "s.sqlite")), prompter)
+        prompts = ["Write a short poem.", "Write a shrot poem.", "Wirte a short poem."]
+        reqs = [bench.requests(x, prompter)[0] for x in [item, *variants]]
+        assert [r.prompt for r in reqs] == prompts
+        ids = [g.token_ids for g in engine.generate(reqs)]
+        logp = [[engine.score([ScoreRequest(prompts[i], tuple(ids[j]))])[0].total for j in range(3)] for i in range(3)]
+    by_hand = sum(abs(logp[i][j] - logp[j][j]) / len(ids[j]) for i in range(3) for j in range(3) if i != j) / 6
+    assert sets == 1 and value == pytest.approx(by_hand, rel=1e-5) and value > 0
