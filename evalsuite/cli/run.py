@@ -64,14 +64,15 @@ def run(
 
 
 def summary_table(df: Any, kinds: list[str]) -> Table:
-    """checkpoint × task: clean score, then per kind the perturbed score, agreement and POSIX."""
-    table = Table("checkpoint", "task", "clean", *[h for k in kinds for h in (f"{k}", f"{k} agree", f"{k} POSIX")])
+    """One row per checkpoint, task and condition (clean, then each kind): score, agreement, POSIX. Long
+    rather than wide, so it stays readable in a narrow terminal."""
+    table = Table("checkpoint", "task", "condition", "score", "agreement", "POSIX")
 
     def cell(ck: str, task: str, cond: str, metric: str) -> str:
         hit = df[(df.checkpoint == ck) & (df.task == task) & (df.condition == cond) & (df.metric == metric)]
         return "-" if hit.empty or hit.value.iloc[0] is None else f"{float(hit.value.iloc[0]):.3f}"
 
     for (ck, task), _ in df[df.condition == "clean"].groupby(["checkpoint", "task"], sort=False):
-        table.add_row(escape(str(ck)), task, cell(ck, task, "clean", "score"),
-                      *[cell(ck, task, k, m) for k in kinds for m in ("score", "agreement", "posix")])
+        for cond in ("clean", *kinds):
+            table.add_row(escape(str(ck)), task, cond, *[cell(ck, task, cond, m) for m in ("score", "agreement", "posix")])
     return table
