@@ -22,6 +22,7 @@ class Change:
     op: str  # what was done: keyboard, swap, misspelling, rule:<name>, label_sep, ...
     before: str
     after: str
+    start: int = -1  # where `before` starts in the field's original text (-1: a layout change)
 
 
 class Skip(Exception):

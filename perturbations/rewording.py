@@ -67,7 +67,7 @@ RULES: tuple[Rule, ...] = tuple(
     + [
         # request framing of an imperative at the start of the text or of a sentence
         Rule("framing:add", re.compile(r"(?:^|(?<=[.!?]\s))(" + "|".join(v.capitalize() for v in IMPERATIVES) + r")\b"),
-             ("Please \\1", "I would like you to \\1", "Kindly \\1", "Could you \\1")),
+             ("Please \\1", "I would like you to \\1", "Kindly \\1", "I'd like you to \\1")),
         # a question at the very start of the text, announced as one
         Rule("framing:question", re.compile(r"^(?=(?:What|How|Why|Where|When|Who|Which|Is|Are|Can|Do|Does)\b[^\n]*\?)"),
              ("I have a question. ", "Quick question: ")),
@@ -88,7 +88,7 @@ def keep_case(replacement: str, matched: str) -> str:
 
 def expand(rule: Rule, match: re.Match[str], replacement: str) -> str:
     text = match.expand(replacement)
-    if rule.name.startswith("framing:add"):  # "Please Write" -> "Please write"; "Could you write" keeps "Could"
+    if rule.name.startswith("framing:add"):  # "Please Write" -> "Please write"
         head, _, verb = text.rpartition(" ")
         return f"{head} {verb.lower()}" if head else text
     if rule.name == "framing:drop":  # "Please write" -> "Write"

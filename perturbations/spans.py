@@ -1,7 +1,8 @@
 """Protected spans: the parts of a text that no perturbation may alter, and the words that are fair game.
 
-Always protected, whatever the benchmark: numbers (an evaluator may count to them), quoted text, bracketed
-placeholders (`[address]`, `<<title>>`), inline code and URLs. A field adds its own literal strings
+Always protected, whatever the benchmark: numbers and number words (an evaluator may count to them), quoted
+text, bracketed placeholders (`[address]`, `<<title>>`), inline code, URLs, and capitalised words
+mid-sentence (names: a typo in "Larry Page" asks about someone else). A field adds its own literal strings
 (IFEval keywords, end phrases, option words, ...), matched case-insensitively.
 """
 
@@ -21,6 +22,7 @@ ALWAYS = re.compile(
     r"|(?i:\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen"
     r"|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred"
     r"|thousand|million|once|twice|thrice|first|second|third|fourth|fifth|half|double|single|dozen)\b)"  # number words
+    r"|(?<=[a-z0-9,;:)] )[A-Z][\w'’-]*(?: [A-Z][\w'’-]*)*"  # names mid-sentence ("Larry Page", "Hawaii")
 )
 WORD = re.compile(r"[A-Za-z]+")
 

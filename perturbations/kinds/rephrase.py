@@ -56,7 +56,7 @@ class Rephrase(Kind):
         for i, (start, end, rule, match) in sample_sites(sites, severity, rng, "no rewording rule applies outside protected spans"):
             new = expand(rule, match, rng.choice(rule.replacements))
             edits.setdefault(i, []).append((start, end, new))
-            changes.append(Change(turn, doc.fields[i].name, f"rule:{rule.name}", match.group(0), new))
+            changes.append(Change(turn, doc.fields[i].name, f"rule:{rule.name}", match.group(0), new, start))
         return doc.with_edits(edits), changes
 
     def _paraphrase(self, doc: Document, rng: random.Random, turn: int) -> tuple[Document, list[Change]]:
@@ -69,5 +69,5 @@ class Rephrase(Kind):
             f = doc.fields[i]
             new = self.paraphraser.paraphrase(f.text, f.protected, rng)  # raises Skip with the reasons
             texts[i] = new
-            changes.append(Change(turn, f.name, f"paraphrase:{self.paraphraser.name}", f.text, new))
+            changes.append(Change(turn, f.name, f"paraphrase:{self.paraphraser.name}", f.text, new, 0))
         return doc.with_texts(texts), changes

@@ -93,5 +93,5 @@ class Typo(Kind):
                 new = misspell(word, method, rng)
                 if new != word:
                     edits.setdefault(i, []).append((start, end, new))
-                    changes.append(Change(turn, doc.fields[i].name, method, word, new))
+                    changes.append(Change(turn, doc.fields[i].name, method, word, new, start))
                     break

@@ -298,13 +298,11 @@ def test_offline_rewording_rules_on_real_prompts(data_dir, ifeval_rows):
         v = perturb(item, kind, 0, 4, 1.0)
         if v.skipped_reason:
             continue
-        rebuilt, pos = row["prompt"], 0
-        for c in v.changes:  # in text order: each rewrite is found after the previous one
+        rebuilt = row["prompt"]
+        for c in sorted(v.changes, key=lambda c: -c.start):  # right to left: earlier offsets stay valid
             rules_used.add(c.op.split(":")[1])
-            at = rebuilt.find(c.before, pos)
-            assert at >= 0 and c.after != c.before
-            rebuilt = rebuilt[:at] + c.after + rebuilt[at + len(c.before):]
-            pos = at + len(c.after)
+            assert rebuilt[c.start:c.start + len(c.before)] == c.before and c.after != c.before
+            rebuilt = rebuilt[:c.start] + c.after + rebuilt[c.start + len(c.before):]
         assert rebuilt == v.text
     assert rules_used >= {"contraction", "synonym", "framing"}
 
@@ -314,7 +312,7 @@ def test_offline_rewording_rules_on_real_prompts(data_dir, ifeval_rows):
     assert reword("Do not use commas.") == "Don't use commas."
     assert reword("Please write a haiku.") == "Write a haiku."
     assert reword("Write a haiku.") in {"Please write a haiku.", "I would like you to write a haiku.",
-                                        "Kindly write a haiku.", "Could you write a haiku.", "Compose a haiku."}
+                                        "Kindly write a haiku.", "I'd like you to write a haiku.", "Compose a haiku."}
     assert reword("What is the capital of France?") in {"What's the capital of France?",
                                                         "I have a question. What is the capital of France?",
                                                         "Quick question: What is the capital of France?"}
