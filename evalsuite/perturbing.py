@@ -45,7 +45,7 @@ def make_paraphraser(model: str, base_url: str | None, api_key_env: str | None, 
 def variant_rows(spec: str, kind_name: str, *, data: str | None, variants: int, seed: int, severity: float,
                  limit: int | None = None, paraphraser: Any = None) -> Iterator[dict[str, Any]]:
     """One row per (item, variant) of benchmark `spec` under `kind_name`, in item order."""
-    from perturbations import get_kind, perturb
+    from perturbations import get_kind
 
     from evalsuite.benchmarks.registry import get_benchmark
 
@@ -56,6 +56,13 @@ def variant_rows(spec: str, kind_name: str, *, data: str | None, variants: int, 
     bench = get_benchmark(spec)
     items = bench.load(data, limit=limit) if data else bench.load(limit=limit)
     kind = get_kind(kind_name, **({"paraphraser": paraphraser} if kind_name == "rephrase" else {}))
+    yield from item_variant_rows(bench, items, kind, variants, seed, severity)
+
+
+def item_variant_rows(bench: Any, items: Any, kind: Any, variants: int, seed: int, severity: float) -> Iterator[dict[str, Any]]:
+    """Rows for variants 0..variants-1 of each of `items` under `kind`, item by item."""
+    from perturbations import perturb
+
     for item in items:
         source = bench.perturbation_item(item)
         for v in range(variants):

@@ -45,13 +45,11 @@ class Condition:
 
 
 def variant_items(bench: Any, items: Sequence[Any], kind_name: str, settings: RunSettings) -> tuple[list[Any], int]:
-    from perturbations import get_kind, perturb
+    from perturbations import get_kind
 
-    from evalsuite.perturbing import perturbed_items
+    from evalsuite.perturbing import item_variant_rows, perturbed_items
 
-    kind = get_kind(kind_name)
-    rows = [perturb(bench.perturbation_item(it), kind, v, settings.seed, settings.severity).to_row()
-            for it in items for v in range(settings.variants)]
+    rows = item_variant_rows(bench, items, get_kind(kind_name), settings.variants, settings.seed, settings.severity)
     return perturbed_items(items, rows)
 
 
