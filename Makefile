@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.evalsuite-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit bench clean
+.PHONY: setup demo test test-unit bench bench-eval clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,9 @@ test-unit: setup
 
 bench: setup
 	$(PY) benchmarks/backends.py
+
+bench-eval: setup
+	$(PY) benchmarks/eval_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

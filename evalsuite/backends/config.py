@@ -37,6 +37,9 @@ class HFConfig(_BackendConfigBase):
     device: str = "auto"
     adapter: str | None = None  # peft LoRA adapter dir, merged into the weights at load
     allow_pickle: bool = False  # refuse .bin/.pt weights unless asked: safetensors cannot run code
+    # Scoring requests that share at least this many leading tokens (k-shot exemplars) encode them once and
+    # reuse the keys/values; 0 turns it off. Changes speed, not answers (up to float summation order).
+    prefix_min_tokens: int = Field(32, ge=0)
 
 
 class VLLMConfig(_BackendConfigBase):

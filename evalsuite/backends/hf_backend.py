@@ -1,4 +1,5 @@
-"""transformers backend: length-sorted batches, left padding, LM head only where it is needed."""
+"""transformers backend: length-sorted batches, left padding, LM head only where it is needed, and a
+prefix shared by many scoring requests (k-shot exemplars) encoded once (see `prefix.py`)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import AutoModelForCausalLM, DynamicCache, GenerationConfig, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from evalsuite.backends.base import Backend, TokenPair
 from evalsuite.backends.batching import group_by, left_pad, length_sorted_batches
 from evalsuite.backends.config import HFConfig
 from evalsuite.backends.loading import TORCH_DTYPES, load_tokenizer, model_context_length, resolve_device, resolve_dtype
+from evalsuite.backends.prefix import PrefixGroup, Row, plan_rows, prefix_groups
 from evalsuite.backends.sampling import SeededSampler
 from evalsuite.backends.types import Generation, GenerationRequest, TokenScores
 from evalsuite.errors import CheckpointError, EvalsuiteError
@@ -40,6 +43,7 @@ class HFBackend(Backend):
         self.model = self._load_model(path, config)
         self._context_length = model_context_length(path, tokenizer)
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        self._shares_prefixes = reuses_plain_kv_cache(self.model)
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
         self.eos_ids = {int(e) for e in eos_ids if e is not None}
@@ -129,47 +133,87 @@ class HFBackend(Backend):
 
     # ---- scoring ----------------------------------------------------------------------------
     def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False) -> list[TokenScores]:
+        rows = plan_rows(pairs)
+        groups = prefix_groups(rows, self.config.prefix_min_tokens if self._shares_prefixes else 0)
         vocab = int(self.model.config.get_text_config().vocab_size)
-        lengths = [len(c) + len(t) for c, t in pairs]
+        plan: list[tuple[PrefixGroup, list[int]]] = []
+        for group in groups:
+            suffix = {r: len(rows[r].tokens) - group.prefix_len for r in group.rows}
 
-        def cost(batch: list[int]) -> int:
-            return len(batch) * max(len(pairs[i][1]) for i in batch) * vocab
+            def cost(batch: list[int]) -> int:
+                return len(batch) * max(rows[r].keep for r in batch) * vocab
 
-        plan = length_sorted_batches(
-            range(len(pairs)), lengths, self.config.batch_size, cost=cost, budget=SCORE_LOGITS_BUDGET
-        )
-        results: list[TokenScores | None] = [None] * len(pairs)
-        for batch in tqdm(plan, desc="score", unit="batch", disable=not progress):
-            for i, scored in zip(batch, self._score_batch([pairs[i] for i in batch])):
-                results[i] = scored
-        return [r for r in results if r is not None]
+            batches = length_sorted_batches(group.rows, suffix, self.config.batch_size, cost=cost,
+                                            budget=SCORE_LOGITS_BUDGET)
+            plan += [(group, batch) for batch in batches]
+        results = [TokenScores((), True)] * len(pairs)  # an empty continuation scores 0 and stays as is
+        cached: tuple[PrefixGroup, Any] | None = None
+        for group, batch in tqdm(plan, desc="score", unit="batch", disable=not progress):
+            if group.prefix_len and (cached is None or cached[0] is not group):
+                cached = (group, self._encode_prefix(rows[group.rows[0]].tokens[: group.prefix_len]))
+            past = cached[1] if group.prefix_len and cached else None
+            for row, logprobs in zip(batch, self._row_logprobs([rows[r] for r in batch], group.prefix_len, past)):
+                for p in rows[row].pairs:
+                    cont = pairs[p][1]
+                    lp = logprobs[len(logprobs) - len(cont):]
+                    target = torch.tensor(cont, device=lp.device)
+                    token_lp = lp.gather(-1, target[:, None]).squeeze(-1)
+                    results[p] = TokenScores(tuple(token_lp.tolist()), bool((lp.argmax(-1) == target).all()))
+        return results
 
-    def _score_batch(self, pairs: list[TokenPair]) -> list[TokenScores]:
-        # The model reads context+continuation minus its last token; left padding puts every row's
-        # continuation at the end, so only the last `keep` positions need the LM head.
-        ids, mask = left_pad([(c + t)[:-1] for c, t in pairs], self.tokenizer.pad_token_id)
-        keep = max(len(t) for _, t in pairs)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        kwargs = {"logits_to_keep": keep} if self._keeps_logits else {}
+    def _encode_prefix(self, prefix: Sequence[int]) -> Any:
+        """Keys and values of a shared prefix, computed once for every row of its group."""
+        kwargs = {"logits_to_keep": 1} if self._keeps_logits else {}
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([list(prefix)], device=self.device), use_cache=True, **kwargs)
+        return out.past_key_values
+
+    def _row_logprobs(self, rows: list[Row], prefix_len: int, past: Any) -> list[torch.Tensor]:
+        """Log-softmax over the last `keep` positions of each row. Rows are left-padded so that every
+        row's scored positions sit at the end (the LM head runs only there); after a shared prefix the
+        padding sits between the prefix and the row's own suffix, masked out."""
+        ids, mask = left_pad([r.tokens[prefix_len:] for r in rows], self.tokenizer.pad_token_id)
+        keep = max(r.keep for r in rows)
+        positions = prefix_len + (mask.cumsum(-1) - 1).clamp(min=0)
+        kwargs: dict[str, Any] = {"logits_to_keep": keep} if self._keeps_logits else {}
+        if past is not None:
+            kwargs["past_key_values"] = DynamicCache(
+                ddp_cache_data=[(k.expand(len(rows), -1, -1, -1), v.expand(len(rows), -1, -1, -1))
+                                for k, v, *_ in past])
+            mask = torch.cat([torch.ones(len(rows), prefix_len, dtype=mask.dtype), mask], dim=-1)
         with torch.inference_mode():
             logits = self.model(
                 input_ids=ids.to(self.device),
                 attention_mask=mask.to(self.device),
                 position_ids=positions.to(self.device),
-                use_cache=False,
+                use_cache=past is not None,
                 **kwargs,
             ).logits[:, -keep:]
-            scores = []
-            for row, (_, cont) in enumerate(pairs):
-                logprobs = torch.log_softmax(logits[row, keep - len(cont) :].float(), dim=-1)
-                target = torch.tensor(cont, device=logprobs.device)
-                token_lp = logprobs.gather(-1, target[:, None]).squeeze(-1)
-                greedy = bool((logprobs.argmax(-1) == target).all())
-                scores.append(TokenScores(tuple(token_lp.tolist()), greedy))
-        return scores
+            return [torch.log_softmax(logits[i, keep - r.keep :].float(), dim=-1) for i, r in enumerate(rows)]
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+
+
+def reuses_plain_kv_cache(model: torch.nn.Module) -> bool:
+    """Whether a prefix's keys and values can be copied across a batch: full attention in every layer and
+    transformers' plain DynamicCache (not sliding-window, recurrent or encoder-decoder models)."""
+    from transformers.cache_utils import DynamicLayer
+
+    config = model.config.get_text_config()
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return False
+    if any(t != "full_attention" for t in getattr(config, "layer_types", None) or ()):
+        return False
+    try:
+        with torch.inference_mode():
+            probe = model(input_ids=torch.zeros((1, 2), dtype=torch.long, device=model.device), use_cache=True)
+    except Exception:  # noqa: BLE001 - any model that cannot return a cache simply does not share prefixes
+        return False
+    cache = probe.past_key_values
+    return type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
 class GeneratedStopStrings(StoppingCriteria):

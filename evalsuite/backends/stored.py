@@ -5,6 +5,10 @@ but looks every request up first (key: the model's weights fingerprint, the sett
 answer, the request), sends only the misses to the model, in batches of `commit_every`, and commits each
 batch before the next: an interrupted run keeps everything answered so far and a re-run asks the model
 only for the rest. Identical requests within a call are answered once.
+
+The default batch is larger for scoring than for generation: scoring requests are cheap and gain from
+company (four MMLU options share one forward pass, k-shot items share their exemplars' encoding), while a
+batch of long generations is what a kill would lose.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from evalsuite.store import RequestStore, canonical, request_key
 
 # Settings that change how fast, not what, a backend answers.
 NOT_IDENTITY = {"model", "tokenizer", "batch_size", "concurrency", "timeout_s", "max_retries", "backoff_s",
-                "kv_cache_space_gb", "gpu_memory_utilization", "enforce_eager", "api_key_env"}
+                "kv_cache_space_gb", "gpu_memory_utilization", "enforce_eager", "api_key_env",
+                "prefix_min_tokens"}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+COMMIT_EVERY = {"generate": 64, "loglikelihood": 512, "score": 512}  # requests per committed batch
 
 
 def weights_fingerprint(directory: Path) -> str:
@@ -67,7 +73,7 @@ def _scores(payload: dict[str, Any]) -> TokenScores:
 
 
 class StoredBackend:
-    def __init__(self, backend: Any, store: RequestStore, commit_every: int = 64) -> None:
+    def __init__(self, backend: Any, store: RequestStore, commit_every: int | None = None) -> None:
         self.backend = backend
         self.store = store
         self.commit_every = commit_every
@@ -111,8 +117,9 @@ class StoredBackend:
             if k not in stored and k not in todo:
                 todo[k] = i
         pending = list(todo.items())
-        for start in range(0, len(pending), self.commit_every):
-            batch = pending[start:start + self.commit_every]
+        step = self.commit_every or COMMIT_EVERY[kind]
+        for start in range(0, len(pending), step):
+            batch = pending[start:start + step]
             answers = call([requests[i] for _, i in batch], progress=progress)
             fresh = {k: canonical(asdict(a)) for (k, _), a in zip(batch, answers)}
             self.store.put((k, self.model, self.identity, kind, contents[i], fresh[k]) for k, i in batch)

@@ -15,52 +15,111 @@ console = Console()
 
 def run(
     models: Annotated[Path, typer.Option("--models", help="Folder searched for checkpoints (evalsuite.json or config.json).")],
-    benchmarks: Annotated[str, typer.Option("--benchmarks", help="Comma-separated benchmark specs.")] = "mmlu,bbh,ifeval",
-    perturb: Annotated[str, typer.Option("--perturb", help="Perturbation kinds, comma-separated ('' for clean only).")] = "typo,rephrase,format",
-    variants: Annotated[int, typer.Option("--variants", help="Variants per item and kind.")] = 2,
-    severity: Annotated[float, typer.Option("--severity", help="Perturbation severity (0..1).")] = 0.1,
-    seed: Annotated[int, typer.Option("--seed", help="Perturbation seed.")] = 1234,
+    benchmarks: Annotated[Optional[str], typer.Option("--benchmarks", help="Comma-separated benchmark specs [default: mmlu,bbh,ifeval].")] = None,
+    perturb: Annotated[Optional[str], typer.Option("--perturb", help="Perturbation kinds, comma-separated; '' for clean only [default: typo,rephrase,format].")] = None,
+    variants: Annotated[Optional[int], typer.Option("--variants", help="Variants per item and kind [default: 2].")] = None,
+    severity: Annotated[Optional[float], typer.Option("--severity", help="Perturbation severity, 0..1 [default: 0.1].")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Perturbation seed [default: 1234].")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="At most N items per subset.")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Benchmark data (default: the prepared folder, else the hub).")] = None,
-    backend: Annotated[str, typer.Option("--backend", "-b", help="hf | vllm | openai")] = "hf",
-    dtype: Annotated[str, typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Backend batch size.")] = 16,
-    prompt_format: Annotated[str, typer.Option("--prompt-format", help="auto (each checkpoint's manifest) | plain | chat_template")] = "auto",
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="hf | vllm | openai [default: hf]")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 [default: auto]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Backend batch size [default: 16].")] = None,
+    prompt_format: Annotated[Optional[str], typer.Option("--prompt-format", help="auto (each checkpoint's manifest) | plain | chat_template")] = None,
     judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="MT-Bench / AlpacaEval judge.")] = None,
     judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url")] = None,
     judge_api_key_env: Annotated[Optional[str], typer.Option("--judge-api-key-env")] = None,
+    judge_max_new_tokens: Annotated[Optional[int], typer.Option("--judge-max-new-tokens", help="Judgement length cap [default: 2048].")] = None,
+    judge_backend: Annotated[Optional[str], typer.Option("--judge-backend", help="hf | vllm for a local judge checkpoint.")] = None,
+    paraphrase_model: Annotated[Optional[str], typer.Option(
+        "--paraphrase-model", help="rephrase by an LLM: a served model name (with --paraphrase-base-url) or a local checkpoint.")] = None,
+    paraphrase_base_url: Annotated[Optional[str], typer.Option("--paraphrase-base-url", help="OpenAI-compatible endpoint.")] = None,
+    paraphrase_api_key_env: Annotated[Optional[str], typer.Option("--paraphrase-api-key-env", help="Env var holding its API key.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/JSON run file (backend:, run:, benchmark_options:, judge:); flags override it.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: requests.sqlite, checkpoints/, results.*")] = Path("reports/run"),
 ) -> None:
     """Evaluate every checkpoint below --models on every benchmark, clean and perturbed."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+    from evalsuite.cli import common
     from evalsuite.cli.evaluate import make_judge, prepared_or
     from evalsuite.errors import ConfigError
-    from evalsuite.perturbing import KINDS
-    from evalsuite.run.pipeline import RunSettings, run_models
+    from evalsuite.perturbing import make_paraphraser
+    from evalsuite.run.config import judge_spec, load_run_file, paraphrase_spec, run_settings
+    from evalsuite.run.pipeline import run_models
 
-    kinds = [k.strip() for k in perturb.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in KINDS]
-    if unknown:
-        raise ConfigError(f"unknown perturbation kind(s) {', '.join(unknown)} (choose from {', '.join(KINDS)})")
-    judge = make_judge(judge_model, judge_base_url, judge_api_key_env, 2048)
-    options: dict[str, dict[str, Any]] = {"mtbench": {"judge": judge}, "alpacaeval": {"judge": judge}} if judge else {}
-    settings = RunSettings(benchmarks=[b.strip() for b in benchmarks.split(",") if b.strip()], kinds=kinds,
-                           variants=variants, severity=severity, seed=seed, limit=limit, data=prepared_or(data, None),
-                           backend={"kind": backend, "dtype": dtype, "batch_size": batch_size}, options=options,
-                           prompt_format=prompt_format)
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
-        bar = progress.add_task("checkpoint × benchmark", total=None)
-        try:
-            df = run_models(models, settings, out, log=lambda m: progress.console.print(escape(m), soft_wrap=True),
-                            advance=lambda: progress.advance(bar), on_start=lambda n: progress.update(bar, total=n))
-        finally:
-            if judge is not None:
-                judge.close()
-    console.print(summary_table(df, kinds))
+    file = load_run_file(config)
+    settings = run_settings(file, benchmarks=benchmarks, perturb=perturb, variants=variants, severity=severity, seed=seed,
+                            limit=limit, data=data, backend=backend, dtype=dtype, batch_size=batch_size,
+                            prompt_format=prompt_format)
+    settings.data = prepared_or(settings.data, None)
+    spec = judge_spec(file, model=judge_model, base_url=judge_base_url, api_key_env=judge_api_key_env,
+                      max_new_tokens=judge_max_new_tokens, backend=judge_backend)
+    rephrase = paraphrase_spec(file, model=paraphrase_model, base_url=paraphrase_base_url, api_key_env=paraphrase_api_key_env)
+    if rephrase and "rephrase" not in settings.kinds:
+        raise ConfigError("a paraphrase model applies to the rephrase kind, which this run does not include")
+    judge = spec and make_judge(spec.model, spec.base_url, spec.api_key_env, spec.max_new_tokens, spec.backend)
+    paraphrase_backend = None
+    try:
+        if judge:
+            for name in ("mtbench", "alpacaeval"):
+                settings.options.setdefault(name, {})["judge"] = judge
+        if rephrase:
+            if not rephrase.base_url:
+                from evalsuite.backends import load_backend
+
+                paraphrase_backend = load_backend(common.backend_config(model=rephrase.model))
+            settings.paraphraser = make_paraphraser(rephrase.model, rephrase.base_url, rephrase.api_key_env,
+                                                    paraphrase_backend)
+        with RunProgress() as tracker:
+            df = run_models(models, settings, out, tracker)
+    finally:
+        for held in (judge, paraphrase_backend):
+            if held is not None:
+                held.close()
+    console.print(summary_table(df, settings.kinds))
     console.print(f"[bold green]Run:[/bold green] {escape(str(out.resolve()))} (results.csv, results.parquet, "
                   "checkpoints/<name>/samples_*.jsonl, requests.sqlite)", soft_wrap=True)
+
+
+class RunProgress:
+    """Two rich bars with ETA: checkpoints, and the steps (benchmark × condition) of the current one."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from evalsuite.run.pipeline import Tracker
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+        self.overall = self.progress.add_task("checkpoints", total=None)
+        self.current: Any = None
+        self.name = ""
+        self.tracker = Tracker(log=self.log, start=lambda n: self.progress.update(self.overall, total=n),
+                               checkpoint=self.checkpoint, step=self.step, done=self.done,
+                               checkpoint_done=self.checkpoint_done)
+
+    def __enter__(self) -> Any:
+        self.progress.__enter__()
+        return self.tracker
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(escape(message), soft_wrap=True)
+
+    def checkpoint(self, name: str, steps: int) -> None:
+        self.name = name
+        self.current = self.progress.add_task(escape(name), total=steps)
+
+    def checkpoint_done(self) -> None:
+        self.progress.remove_task(self.current)
+        self.progress.advance(self.overall)
+
+    def step(self, label: str) -> None:
+        self.progress.update(self.current, description=escape(f"{self.name}: {label}"))
+
+    def done(self) -> None:
+        self.progress.advance(self.current)
 
 
 def summary_table(df: Any, kinds: list[str]) -> Table:

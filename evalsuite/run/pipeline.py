@@ -18,6 +18,18 @@ Log = Callable[[str], None]
 
 
 @dataclass
+class Tracker:
+    """What the run loop reports as it goes (the CLI draws progress bars from it; tests ignore it)."""
+
+    log: Log = lambda message: None
+    start: Callable[[int], None] = lambda checkpoints: None  # how many checkpoints will be evaluated
+    checkpoint: Callable[[str, int], None] = lambda name, steps: None  # a checkpoint starts: its step count
+    step: Callable[[str], None] = lambda label: None  # a step (one benchmark under one condition) starts
+    done: Callable[[], None] = lambda: None  # that step finished
+    checkpoint_done: Callable[[], None] = lambda: None
+
+
+@dataclass
 class RunSettings:
     benchmarks: list[str]
     kinds: list[str] = field(default_factory=lambda: ["typo", "rephrase", "format"])
@@ -29,6 +41,7 @@ class RunSettings:
     backend: dict[str, Any] = field(default_factory=dict)  # kind, dtype, batch_size, ... (model filled per checkpoint)
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per benchmark name (judge, num_fewshot, ...)
     prompt_format: str = "auto"
+    paraphraser: Any = None  # rephrase by an LLM (perturbations.llm.Paraphraser); None: the offline rules
 
 
 @dataclass
@@ -49,7 +62,8 @@ def variant_items(bench: Any, items: Sequence[Any], kind_name: str, settings: Ru
 
     from evalsuite.perturbing import item_variant_rows, perturbed_items
 
-    rows = item_variant_rows(bench, items, get_kind(kind_name), settings.variants, settings.seed, settings.severity)
+    kind = get_kind(kind_name, **({"paraphraser": settings.paraphraser} if kind_name == "rephrase" else {}))
+    rows = item_variant_rows(bench, items, kind, settings.variants, settings.seed, settings.severity)
     return perturbed_items(items, rows)
 
 
@@ -104,35 +118,44 @@ def posix_of(bench: Any, clean: Sequence[Any], variants: Sequence[Any], backend:
 
 
 def evaluate_benchmark(spec: str, settings: RunSettings, backend: Any, prompter: Any, out_dir: Path, base_config: dict,
-                       log: Log) -> list[Condition]:
+                       track: Tracker) -> list[Condition]:
     from evalsuite.benchmarks.registry import get_benchmark
     from evalsuite.benchmarks.runner import run_benchmark, write_result
 
     bench = get_benchmark(spec, **settings.options.get(spec.partition(":")[0], {}))
     items = bench.load(settings.data, limit=settings.limit) if settings.data else bench.load(limit=settings.limit)
     config = {**base_config, "benchmark": bench.settings(), "limit": settings.limit, "data": settings.data}
+    track.step(f"{bench.task_name} clean")
     clean = run_benchmark(bench, items, backend, prompter, progress=False)
     write_result(clean, out_dir, {**config, "perturbed": None})
     conditions = [Condition(bench.task_name, "clean", clean.results, item_results(bench, clean.samples))]
+    track.done()
     for kind in settings.kinds:
-        asked, skipped = variant_items(bench, items, kind, settings)
-        if not asked:
-            log(f"  {bench.task_name}@{kind}: every variant skipped (no safe change)")
-            conditions.append(Condition(bench.task_name, kind, {}, {}, skipped))
-            continue
-        result = run_benchmark(bench, asked, backend, prompter, progress=False)
-        result.task = f"{bench.task_name}@{kind}"
-        write_result(result, out_dir, {**config, "perturbed": {"kind": kind, "variants": settings.variants,
-                                                              "severity": settings.severity, "seed": settings.seed,
-                                                              "skipped": skipped}})
-        value, sets = posix_of(bench, items, asked, backend, prompter)
-        conditions.append(Condition(bench.task_name, kind, result.results, item_results(bench, result.samples),
-                                    skipped, value, sets))
+        track.step(f"{bench.task_name}@{kind}")
+        conditions.append(perturbed_condition(bench, items, kind, settings, backend, prompter, out_dir, config, track))
+        track.done()
     return conditions
 
 
-def evaluate_checkpoint(ckpt: Checkpoint, settings: RunSettings, store_path: Path, out: Path, log: Log,
-                        advance: Callable[[], None] = lambda: None) -> list[Condition]:
+def perturbed_condition(bench: Any, items: Sequence[Any], kind: str, settings: RunSettings, backend: Any, prompter: Any,
+                        out_dir: Path, config: dict, track: Tracker) -> Condition:
+    from evalsuite.benchmarks.runner import run_benchmark, write_result
+
+    asked, skipped = variant_items(bench, items, kind, settings)
+    if not asked:
+        track.log(f"  {bench.task_name}@{kind}: every variant skipped (no safe change)")
+        return Condition(bench.task_name, kind, {}, {}, skipped)
+    result = run_benchmark(bench, asked, backend, prompter, progress=False)
+    result.task = f"{bench.task_name}@{kind}"
+    write_result(result, out_dir, {**config, "perturbed": {"kind": kind, "variants": settings.variants,
+                                                          "severity": settings.severity, "seed": settings.seed,
+                                                          "skipped": skipped}})
+    value, sets = posix_of(bench, items, asked, backend, prompter)
+    return Condition(bench.task_name, kind, result.results, item_results(bench, result.samples), skipped, value, sets)
+
+
+def evaluate_checkpoint(ckpt: Checkpoint, settings: RunSettings, store_path: Path, out: Path,
+                        track: Tracker) -> list[Condition]:
     from evalsuite.backends import load_backend
     from evalsuite.backends.config import parse_backend_config
     from evalsuite.backends.stored import StoredBackend
@@ -142,7 +165,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, settings: RunSettings, store_path: Pat
     from evalsuite.store import RequestStore
 
     cfg = parse_backend_config({**settings.backend, "model": str(ckpt.path)})
-    fmt = resolve_prompt_format(ckpt.path, settings.prompt_format, log)
+    fmt = resolve_prompt_format(ckpt.path, settings.prompt_format, track.log)
     conditions: list[Condition] = []
     with load_backend(cfg) as engine:
         backend = StoredBackend(engine, RequestStore(store_path))
@@ -151,21 +174,22 @@ def evaluate_checkpoint(ckpt: Checkpoint, settings: RunSettings, store_path: Pat
                        "prompt_format": fmt, "weights_fingerprint": backend.model, "versions": library_versions()}
         for spec in settings.benchmarks:
             conditions += evaluate_benchmark(spec, settings, backend, prompter, out / "checkpoints" / ckpt.name,
-                                             base_config, log)
-            advance()
-        log(f"{ckpt.name}: {backend.answered} requests answered by the model, the rest from the store")
+                                             base_config, track)
+        track.log(f"{ckpt.name}: {backend.answered} requests answered by the model, the rest from the store")
     return conditions
 
 
-def run_models(models: Path, settings: RunSettings, out: Path, log: Log,
-               advance: Callable[[], None] = lambda: None, on_start: Callable[[int], None] = lambda n: None) -> Any:
+def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | None = None) -> Any:
     """Every checkpoint below `models`; returns the results DataFrame (also written to `out`)."""
     import json
 
     from evalsuite.errors import ConfigError, EvalsuiteError
+    from evalsuite.manifest import library_versions
     from evalsuite.run.discovery import discover
     from evalsuite.run.results import condition_rows, significance_rows, write_table
 
+    track = track or Tracker()
+    log = track.log
     found = discover(models)
     if not found:
         raise ConfigError(f"no checkpoint below {models} (folders with evalsuite.json or config.json)")
@@ -175,21 +199,26 @@ def run_models(models: Path, settings: RunSettings, out: Path, log: Log,
     good = [c for c in found if not c.problem]
     out.mkdir(parents=True, exist_ok=True)
     (out / "run.json").write_text(json.dumps({
-        "models": str(models), "settings": settings.__dict__ | {"options": {k: {o: str(v) for o, v in opts.items()}
-                                                                          for k, opts in settings.options.items()}},
-        "checkpoints": [{**c.info(), "path": str(c.path), "problem": c.problem} for c in found]}, indent=2, default=str) + "\n")
-    on_start(len(good) * len(settings.benchmarks))
+        "models": str(models), "settings": settings.__dict__ | {
+            "options": {k: {o: str(v) for o, v in opts.items()} for k, opts in settings.options.items()},
+            "paraphraser": settings.paraphraser and settings.paraphraser.name},
+        "checkpoints": [{**c.info(), "path": str(c.path), "problem": c.problem} for c in found],
+        "versions": library_versions()}, indent=2, default=str) + "\n")
     by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]] = {}
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
+    track.start(len(good))
     for ckpt in good:
         log(f"{ckpt.name} ({ckpt.stage}{'' if ckpt.cell is None else f', cell {ckpt.cell}'})")
+        track.checkpoint(ckpt.name, len(settings.benchmarks) * (1 + len(settings.kinds)))
         try:
-            conditions = evaluate_checkpoint(ckpt, settings, out / "requests.sqlite", out, log, advance)
+            conditions = evaluate_checkpoint(ckpt, settings, out / "requests.sqlite", out, track)
         except EvalsuiteError as exc:  # e.g. weights that fail to load: report it, go on with the others
             log(f"skipping {ckpt.name}: {exc}")
             failed.append(ckpt.name)
             continue
+        finally:
+            track.checkpoint_done()
         by_checkpoint[ckpt.name] = (ckpt, conditions)
         rows += condition_rows(ckpt, conditions, settings.seed)
     rows += significance_rows(by_checkpoint, settings.seed)

@@ -49,6 +49,8 @@ def condition_rows(ckpt: Checkpoint, conditions: Sequence[Condition], seed: int 
                 perturbed.setdefault(i, []).append(r)  # type: ignore[arg-type]
         if perturbed:
             rob = robustness(clean_items, perturbed)  # type: ignore[arg-type]
+            # the clean score of exactly the items this kind could perturb: what `score` compares against
+            add("clean_score_same_items", rob.clean_score, n=rob.items)
             for metric in ("agreement", "correct_to_wrong", "wrong_to_correct", "performance_drop_rate", "worst_case_score"):
                 value = getattr(rob, metric)
                 if value is not None:

@@ -157,3 +157,41 @@ def test_posix_through_the_backend_matches_the_formula_by_hand(tiny_long_model_d
         logp = [[engine.score([ScoreRequest(prompts[i], tuple(ids[j]))])[0].total for j in range(3)] for i in range(3)]
     by_hand = sum(abs(logp[i][j] - logp[j][j]) / len(ids[j]) for i in range(3) for j in range(3) if i != j) / 6
     assert sets == 1 and value == pytest.approx(by_hand, rel=1e-5) and value > 0
+
+
+def test_tracker_sees_every_checkpoint_and_step_in_order(models, data, tmp_path):
+    from evalsuite.run.pipeline import RunSettings, Tracker, run_models
+
+    events: list = []
+    track = Tracker(start=lambda n: events.append(("start", n)), checkpoint=lambda name, steps: events.append((name, steps)),
+                    step=lambda label: events.append(label), done=lambda: events.append("done"),
+                    checkpoint_done=lambda: events.append("end"))
+    settings = RunSettings(benchmarks=["mmlu"], kinds=["format"], variants=1, data=str(data),
+                           backend={"kind": "hf", "dtype": "float32"})
+    run_models(models, settings, tmp_path / "out", track)
+    task = events[2].split()[0]
+    per_checkpoint = [f"{task} clean", "done", f"{task}@format", "done", "end"]
+    assert events == [("start", 3), ("base", 2), *per_checkpoint, ("sft/lp0_lr1", 2), *per_checkpoint,
+                      ("sft/lp1_lr1", 2), *per_checkpoint]
+
+
+def test_rephrase_by_an_llm_paraphraser_reaches_the_model(models, data, tmp_path):
+    """With a paraphraser in the settings, `rephrase` variants are the LLM's (here a scripted completer that
+    passes the paraphrase checks) and those prompts are what the model is asked."""
+    import re
+
+    from perturbations.llm import Paraphraser
+
+    from evalsuite.run.pipeline import RunSettings, run_models
+
+    def complete(messages, seed, temperature):
+        found = re.search(r"Question (\d+) about (\w+)\?", messages[-1]["content"])
+        return f"What is question {found.group(1)} on {found.group(2)}?"
+
+    settings = RunSettings(benchmarks=["mmlu"], kinds=["rephrase"], variants=1, data=str(data),
+                           backend={"kind": "hf", "dtype": "float32"}, paraphraser=Paraphraser(complete, "scripted", None))
+    run_models(models, settings, tmp_path / "out", None)
+    (samples,) = (tmp_path / "out" / "checkpoints" / "base").glob("samples_*@rephrase.jsonl")
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert rows and all(re.search(r"What is question \d+ on \w+\?", r["arguments"][0][0]) for r in rows)
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["paraphraser"] == "scripted"
