@@ -35,7 +35,7 @@ def run(
         "--paraphrase-model", help="rephrase by an LLM: a served model name (with --paraphrase-base-url) or a local checkpoint.")] = None,
     paraphrase_base_url: Annotated[Optional[str], typer.Option("--paraphrase-base-url", help="OpenAI-compatible endpoint.")] = None,
     paraphrase_api_key_env: Annotated[Optional[str], typer.Option("--paraphrase-api-key-env", help="Env var holding its API key.")] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/JSON run file (backend:, run:, benchmark_options:, judge:); flags override it.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/JSON run file (backend:, run:, benchmark_options:, judge:, paraphrase:); flags override it.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: requests.sqlite, checkpoints/, results.*")] = Path("reports/run"),
 ) -> None:
     """Evaluate every checkpoint below --models on every benchmark, clean and perturbed."""
