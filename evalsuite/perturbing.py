@@ -45,8 +45,6 @@ def make_paraphraser(model: str, base_url: str | None, api_key_env: str | None, 
 def variant_rows(spec: str, kind_name: str, *, data: str | None, variants: int, seed: int, severity: float,
                  limit: int | None = None, paraphraser: Any = None) -> Iterator[dict[str, Any]]:
     """One row per (item, variant) of benchmark `spec` under `kind_name`, in item order."""
-    from perturbations import get_kind
-
     from evalsuite.benchmarks.registry import get_benchmark
 
     if kind_name not in KINDS:
@@ -55,8 +53,14 @@ def variant_rows(spec: str, kind_name: str, *, data: str | None, variants: int, 
         raise ConfigError(f"--severity must be in [0, 1], not {severity}")
     bench = get_benchmark(spec)
     items = bench.load(data, limit=limit) if data else bench.load(limit=limit)
-    kind = get_kind(kind_name, **({"paraphraser": paraphraser} if kind_name == "rephrase" else {}))
-    yield from item_variant_rows(bench, items, kind, variants, seed, severity)
+    yield from item_variant_rows(bench, items, kind_with(kind_name, paraphraser), variants, seed, severity)
+
+
+def kind_with(kind_name: str, paraphraser: Any = None) -> Any:
+    """The perturbation kind; `rephrase` uses the LLM paraphraser when one is given (else its offline rules)."""
+    from perturbations import get_kind
+
+    return get_kind(kind_name, **({"paraphraser": paraphraser} if kind_name == "rephrase" else {}))
 
 
 def item_variant_rows(bench: Any, items: Any, kind: Any, variants: int, seed: int, severity: float) -> Iterator[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from functools import cached_property
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from evalsuite.backends.base import Backend, TokenPair
 from evalsuite.backends.batching import group_by, left_pad, length_sorted_batches
 from evalsuite.backends.config import HFConfig
 from evalsuite.backends.loading import TORCH_DTYPES, load_tokenizer, model_context_length, resolve_device, resolve_dtype
-from evalsuite.backends.prefix import PrefixGroup, Row, plan_rows, prefix_groups
+from evalsuite.backends.prefix import Row, plan_rows, prefix_groups
 from evalsuite.backends.sampling import SeededSampler
 from evalsuite.backends.types import Generation, GenerationRequest, TokenScores
 from evalsuite.errors import CheckpointError, EvalsuiteError
@@ -43,7 +44,6 @@ class HFBackend(Backend):
         self.model = self._load_model(path, config)
         self._context_length = model_context_length(path, tokenizer)
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
-        self._shares_prefixes = reuses_plain_kv_cache(self.model)
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) | {tokenizer.eos_token_id}
         self.eos_ids = {int(e) for e in eos_ids if e is not None}
@@ -65,6 +65,10 @@ class HFBackend(Backend):
 
     def _model_max_length(self) -> int:
         return self._context_length
+
+    @cached_property
+    def _shares_prefixes(self) -> bool:
+        return reuses_plain_kv_cache(self.model)  # probed when scoring first needs it, not at load
 
     # ---- generation -------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
@@ -134,31 +138,27 @@ class HFBackend(Backend):
     # ---- scoring ----------------------------------------------------------------------------
     def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False) -> list[TokenScores]:
         rows = plan_rows(pairs)
-        groups = prefix_groups(rows, self.config.prefix_min_tokens if self._shares_prefixes else 0)
+        min_prefix = self.config.prefix_min_tokens if self.config.prefix_min_tokens and self._shares_prefixes else 0
         vocab = int(self.model.config.get_text_config().vocab_size)
-        plan: list[tuple[PrefixGroup, list[int]]] = []
-        for group in groups:
+
+        def cost(batch: list[int]) -> int:
+            return len(batch) * max(rows[r].keep for r in batch) * vocab
+
+        plan = []
+        for group in prefix_groups(rows, min_prefix):
             suffix = {r: len(rows[r].tokens) - group.prefix_len for r in group.rows}
-
-            def cost(batch: list[int]) -> int:
-                return len(batch) * max(rows[r].keep for r in batch) * vocab
-
-            batches = length_sorted_batches(group.rows, suffix, self.config.batch_size, cost=cost,
-                                            budget=SCORE_LOGITS_BUDGET)
-            plan += [(group, batch) for batch in batches]
+            plan.append((group, length_sorted_batches(group.rows, suffix, self.config.batch_size, cost=cost,
+                                                      budget=SCORE_LOGITS_BUDGET)))
         results = [TokenScores((), True)] * len(pairs)  # an empty continuation scores 0 and stays as is
-        cached: tuple[PrefixGroup, Any] | None = None
-        for group, batch in tqdm(plan, desc="score", unit="batch", disable=not progress):
-            if group.prefix_len and (cached is None or cached[0] is not group):
-                cached = (group, self._encode_prefix(rows[group.rows[0]].tokens[: group.prefix_len]))
-            past = cached[1] if group.prefix_len and cached else None
-            for row, logprobs in zip(batch, self._row_logprobs([rows[r] for r in batch], group.prefix_len, past)):
-                for p in rows[row].pairs:
-                    cont = pairs[p][1]
-                    lp = logprobs[len(logprobs) - len(cont):]
-                    target = torch.tensor(cont, device=lp.device)
-                    token_lp = lp.gather(-1, target[:, None]).squeeze(-1)
-                    results[p] = TokenScores(tuple(token_lp.tolist()), bool((lp.argmax(-1) == target).all()))
+        with tqdm(total=sum(len(b) for _, b in plan), desc="score", unit="batch", disable=not progress) as bar:
+            for group, batches in plan:
+                # the group's shared prefix runs once; every batch of the group reuses its keys and values
+                past = self._encode_prefix(rows[group.rows[0]].tokens[: group.prefix_len]) if group.prefix_len else None
+                for batch in batches:
+                    for r, logprobs in zip(batch, self._row_logprobs([rows[r] for r in batch], group.prefix_len, past)):
+                        for p in rows[r].pairs:
+                            results[p] = token_scores(logprobs, pairs[p][1])
+                    bar.update()
         return results
 
     def _encode_prefix(self, prefix: Sequence[int]) -> Any:
@@ -193,6 +193,14 @@ class HFBackend(Backend):
 
     def close(self) -> None:
         self.model = None  # type: ignore[assignment]
+
+
+def token_scores(logprobs: torch.Tensor, continuation: Sequence[int]) -> TokenScores:
+    """A continuation's per-token log-probs from the log-softmax rows that end at its last token."""
+    lp = logprobs[len(logprobs) - len(continuation):]
+    target = torch.tensor(list(continuation), device=lp.device)
+    token_lp = lp.gather(-1, target[:, None]).squeeze(-1)
+    return TokenScores(tuple(token_lp.tolist()), bool((lp.argmax(-1) == target).all()))
 
 
 def reuses_plain_kv_cache(model: torch.nn.Module) -> bool:

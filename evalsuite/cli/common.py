@@ -59,3 +59,20 @@ def backend_config(
 
         data["model"] = str(resolve_model(str(data["model"])))
     return parse_backend_config(data)
+
+
+def load_paraphraser(model: str, base_url: str | None, api_key_env: str | None) -> tuple[Any, Any]:
+    """An LLM paraphraser and the local backend it holds (None for a served model): close the backend after."""
+    from evalsuite.perturbing import make_paraphraser
+
+    backend = None
+    if not base_url:
+        from evalsuite.backends import load_backend
+
+        backend = load_backend(backend_config(model=model))
+    try:
+        return make_paraphraser(model, base_url, api_key_env, backend), backend
+    except BaseException:
+        if backend is not None:
+            backend.close()
+        raise

@@ -34,7 +34,7 @@ def perturb(
     """Perturbed variants of a benchmark's prompts; a rerun with the same arguments writes the same bytes."""
     from evalsuite.cli.evaluate import prepared_or
     from evalsuite.errors import ConfigError
-    from evalsuite.perturbing import make_paraphraser, variant_rows, write_rows
+    from evalsuite.perturbing import variant_rows, write_rows
 
     if variants < 1:
         raise ConfigError("--variants must be at least 1")
@@ -44,11 +44,7 @@ def perturb(
     paraphraser = None
     try:
         if paraphrase_model is not None:
-            if not paraphrase_base_url:
-                from evalsuite.backends import load_backend
-
-                backend = load_backend(common.backend_config(model=paraphrase_model))
-            paraphraser = make_paraphraser(paraphrase_model, paraphrase_base_url, paraphrase_api_key_env, backend)
+            paraphraser, backend = common.load_paraphraser(paraphrase_model, paraphrase_base_url, paraphrase_api_key_env)
         rows = variant_rows(benchmark, kind, data=prepared_or(data, None), variants=variants, seed=seed,
                             severity=severity, limit=limit, paraphraser=paraphraser)
         skipped: Counter[str] = Counter()

@@ -42,7 +42,6 @@ def run(
     from evalsuite.cli import common
     from evalsuite.cli.evaluate import make_judge, prepared_or
     from evalsuite.errors import ConfigError
-    from evalsuite.perturbing import make_paraphraser
     from evalsuite.run.config import judge_spec, load_run_file, paraphrase_spec, run_settings
     from evalsuite.run.pipeline import run_models
 
@@ -63,12 +62,8 @@ def run(
             for name in ("mtbench", "alpacaeval"):
                 settings.options.setdefault(name, {})["judge"] = judge
         if rephrase:
-            if not rephrase.base_url:
-                from evalsuite.backends import load_backend
-
-                paraphrase_backend = load_backend(common.backend_config(model=rephrase.model))
-            settings.paraphraser = make_paraphraser(rephrase.model, rephrase.base_url, rephrase.api_key_env,
-                                                    paraphrase_backend)
+            settings.paraphraser, paraphrase_backend = common.load_paraphraser(rephrase.model, rephrase.base_url,
+                                                                               rephrase.api_key_env)
         with RunProgress() as tracker:
             df = run_models(models, settings, out, tracker)
     finally:

@@ -58,12 +58,10 @@ class Condition:
 
 
 def variant_items(bench: Any, items: Sequence[Any], kind_name: str, settings: RunSettings) -> tuple[list[Any], int]:
-    from perturbations import get_kind
+    from evalsuite.perturbing import item_variant_rows, kind_with, perturbed_items
 
-    from evalsuite.perturbing import item_variant_rows, perturbed_items
-
-    kind = get_kind(kind_name, **({"paraphraser": settings.paraphraser} if kind_name == "rephrase" else {}))
-    rows = item_variant_rows(bench, items, kind, settings.variants, settings.seed, settings.severity)
+    rows = item_variant_rows(bench, items, kind_with(kind_name, settings.paraphraser), settings.variants, settings.seed,
+                             settings.severity)
     return perturbed_items(items, rows)
 
 
