@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 CACHE_ENV = "EVALSUITE_CACHE_DIR"
 
@@ -59,6 +60,39 @@ def dir_lock(dest: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextmanager
+def atomic_output(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """A file handle whose contents appear at `path` only when the block succeeds: written to a temporary file
+    beside it, flushed to disk and renamed over `path` (atomic on one filesystem). Readers see the old file or
+    the new one, never a half-written one; a failure leaves `path` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; the result is an ordinary file
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, data: str | bytes) -> Path:
+    """`data` written to `path` atomically (see `atomic_output`)."""
+    with atomic_output(path, "wb" if isinstance(data, bytes) else "w") as fh:
+        fh.write(data)
+    return Path(path)
+
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -80,3 +114,34 @@ def fingerprint_dir(path: Path, suffixes: tuple[str, ...], head_bytes: int | Non
             else:
                 digest.update(sha256_file(f).encode())
     return digest.hexdigest()
+
+
+def ensure_output_dir(path: Path, what: str = "--out") -> Path:
+    """`path` as a folder evalsuite can write into, created if need be, checked before any work is done: a
+    path that is a file, cannot be created or is read-only is a one-line error instead of results lost at the
+    end of a run."""
+    from evalsuite.errors import ConfigError
+
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} is not a folder evalsuite can write to ({exc.strerror or exc})") from None
+    return path
+
+
+def ensure_output_file(path: Path, what: str = "--out") -> Path:
+    """`path` as a file evalsuite can (over)write, checked before any work is done (see `ensure_output_dir`)."""
+    from evalsuite.errors import ConfigError
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{what} {path} is a folder, not a file")
+    ensure_output_dir(path.parent if str(path.parent) else Path("."), f"{what} folder")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{what} {path} is not writable")
+    return path

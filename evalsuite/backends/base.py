@@ -7,6 +7,7 @@ top of `score_ids` with one tokenisation rule (lm-eval's), so every backend scor
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from evalsuite.backends.types import (
     GenerationRequest,
     LoglikelihoodRequest,
     LoglikelihoodResult,
+    OnResult,
     ScoreRequest,
     TokenScores,
 )
@@ -37,8 +39,11 @@ class Backend(ABC):
 
     # ---- generation -------------------------------------------------------------------------
     @abstractmethod
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
-        """Answer every request; results come back in request order."""
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False,
+                 on_result: OnResult | None = None) -> list[Generation]:
+        """Answer every request; results come back in request order. `on_result(index, generation)` is called
+        as soon as each answer is known (per batch locally, per reply over HTTP), so a caller can keep what was
+        paid for even if a later request fails."""
 
     # ---- scoring ----------------------------------------------------------------------------
     @abstractmethod
@@ -50,15 +55,21 @@ class Backend(ABC):
     ) -> list[LoglikelihoodResult]:
         tok = self._require_tokenizer("loglikelihood")
         pairs = [encode_pair(tok, r.context, r.continuation, self.config.add_bos_token) for r in requests]
-        scores = self.score_ids([self._fit(p) for p in pairs], progress=progress)
-        return [LoglikelihoodResult(s.total, s.is_greedy, len(s.logprobs)) for s in scores]
+        scores = self._score_fitted(pairs, progress)
+        return [LoglikelihoodResult(s.total, s.is_greedy, len(s.logprobs), s.truncated_tokens) for s in scores]
 
     def score(self, requests: Sequence[ScoreRequest], *, progress: bool = False) -> list[TokenScores]:
         tok = self._require_tokenizer("score")
         pairs = [
             (context_ids(tok, r.prompt, self.config.add_bos_token), list(r.response_token_ids)) for r in requests
         ]
-        return self.score_ids([self._fit(p) for p in pairs], progress=progress)
+        return self._score_fitted(pairs, progress)
+
+    def _score_fitted(self, pairs: Sequence[TokenPair], progress: bool) -> list[TokenScores]:
+        """`score_ids` on the pairs cut to the context window, each result saying how many context tokens it lost."""
+        fitted = [self._fit(p) for p in pairs]
+        scores = self.score_ids(fitted, progress=progress)
+        return [replace(s, truncated_tokens=len(p[0]) - len(f[0])) for s, p, f in zip(scores, pairs, fitted)]
 
     # ---- helpers shared by subclasses -------------------------------------------------------
     def prompt_text(self, request: GenerationRequest) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from dataclasses import replace
 from functools import cached_property
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,8 @@ from evalsuite.backends.config import HFConfig
 from evalsuite.backends.loading import TORCH_DTYPES, load_tokenizer, model_context_length, resolve_device, resolve_dtype
 from evalsuite.backends.prefix import Row, plan_rows, prefix_groups
 from evalsuite.backends.sampling import SeededSampler
-from evalsuite.backends.types import Generation, GenerationRequest, TokenScores
+from evalsuite.backends.tokenization import ids_of_text
+from evalsuite.backends.types import Generation, GenerationRequest, OnResult, TokenScores
 from evalsuite.errors import CheckpointError, EvalsuiteError
 from evalsuite.models.checkpoint import check_checkpoint_dir, first_line
 from evalsuite.models.merge import merge_adapter
@@ -71,7 +73,8 @@ class HFBackend(Backend):
         return reuses_plain_kv_cache(self.model)  # probed when scoring first needs it, not at load
 
     # ---- generation -------------------------------------------------------------------------
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False,
+                 on_result: OnResult | None = None) -> list[Generation]:
         prompts = [self.prompt_ids(r) for r in requests]
         results: list[Generation | None] = [None] * len(requests)
         # Requests share a batch only when their decoding settings match (seeds may differ).
@@ -85,6 +88,8 @@ class HFBackend(Backend):
             outs = self._generate_batch([prompts[i] for i in batch], [requests[i] for i in batch])
             for i, out in zip(batch, outs):
                 results[i] = out
+                if on_result is not None:
+                    on_result(i, out)
         return [r for r in results if r is not None]
 
     def _generate_batch(self, prompts: list[list[int]], reqs: list[GenerationRequest]) -> list[Generation]:
@@ -92,7 +97,8 @@ class HFBackend(Backend):
         room = self.max_length - first.max_new_tokens
         if room < 1:
             raise EvalsuiteError(f"max_new_tokens={first.max_new_tokens} leaves no room in a {self.max_length}-token window")
-        # Like lm-eval: keep the end of an over-long prompt.
+        # Like lm-eval: keep the end of an over-long prompt (and say how much was cut).
+        cuts = [max(0, len(p) - room) for p in prompts]
         prompts = [p[-room:] for p in prompts]
         ids, mask = left_pad(prompts, self.tokenizer.pad_token_id)
         gen_config = GenerationConfig(
@@ -115,7 +121,7 @@ class HFBackend(Backend):
                     [GeneratedStopStrings(ids.shape[1], first.stop, self.tokenizer)] if first.stop else []),
             )
         new_tokens = out[:, ids.shape[1] :].tolist()
-        return [self._finish(row, first) for row in new_tokens]
+        return [replace(self._finish(row, first), truncated_tokens=cut) for row, cut in zip(new_tokens, cuts)]
 
     def _finish(self, row: list[int], req: GenerationRequest) -> Generation:
         """Cut a generated row at EOS / the stop string and name why it ended."""
@@ -130,8 +136,8 @@ class HFBackend(Backend):
             row = row[:-1]  # rows that stopped on a stop string are padded afterwards
         text = self.tokenizer.decode(row, skip_special_tokens=True)
         cut = min((p for p in (text.find(s) for s in req.stop) if p >= 0), default=-1)
-        if cut >= 0:
-            return Generation(text[:cut], row, "stop")
+        if cut >= 0:  # the answer ends before the stop string: its ids too (POSIX scores exactly these)
+            return Generation(text[:cut], ids_of_text(self.tokenizer, row, text[:cut]), "stop")
         finish = "stop" if hit_eos or len(row) < req.max_new_tokens else "length"
         return Generation(text, row, finish)
 

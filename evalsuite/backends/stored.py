@@ -1,10 +1,12 @@
 """A backend whose answers come from the durable request store when it has them.
 
 `StoredBackend(backend, store)` answers `generate`, `loglikelihood` and `score` like the backend it wraps,
-but looks every request up first (key: the model's weights fingerprint, the settings that can change an
+but looks every request up first (key: the model's identity, the settings that can change an
 answer, the request), sends only the misses to the model, in batches of `commit_every`, and commits each
 batch before the next: an interrupted run keeps everything answered so far and a re-run asks the model
-only for the rest. Identical requests within a call are answered once.
+only for the rest. Identical requests within a call are answered once. The key's model identity is the
+content of every file that can change an answer (`evalsuite.store.identity`), so a checkpoint re-trained
+into the same folder is never answered from the old model's rows.
 
 The default batch is larger for scoring than for generation: scoring requests are cheap and gain from
 company (four MMLU options share one forward pass, k-shot items share their exemplars' encoding), while a
@@ -23,36 +25,18 @@ from evalsuite.backends.types import (
     GenerationRequest,
     LoglikelihoodRequest,
     LoglikelihoodResult,
+    OnResult,
     ScoreRequest,
     TokenScores,
 )
-from evalsuite.store import RequestStore, canonical, request_key
+from evalsuite.store import RequestStore, canonical, model_identity, request_key
 
-# Settings that change how fast, not what, a backend answers.
+# Settings that change how fast, not what, a backend answers. (The tokenizer's *path* is not identity; its
+# files' content is part of the model identity, `evalsuite.store.identity`.)
 NOT_IDENTITY = {"model", "tokenizer", "batch_size", "concurrency", "timeout_s", "max_retries", "backoff_s",
-                "kv_cache_space_gb", "gpu_memory_utilization", "enforce_eager", "api_key_env",
+                "retry_deadline_s", "kv_cache_space_gb", "gpu_memory_utilization", "enforce_eager", "api_key_env",
                 "prefix_min_tokens"}
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
 COMMIT_EVERY = {"generate": 64, "loglikelihood": 512, "score": 512}  # requests per committed batch
-
-
-def weights_fingerprint(directory: Path) -> str:
-    from evalsuite.paths import fingerprint_dir
-
-    return fingerprint_dir(directory, WEIGHT_SUFFIXES)
-
-
-def model_identity(config: Any, store: RequestStore) -> str:
-    """The weights' sha256 for a local checkpoint (moving or renaming it keeps its answers), plus the
-    adapter's; `name@url` for a served model."""
-    model = Path(str(config.model)).expanduser()
-    if getattr(config, "kind", None) == "openai" or not model.is_dir():
-        return f"{config.model}@{getattr(config, 'base_url', '')}"
-    ident = store.fingerprint(model.resolve(), weights_fingerprint)
-    adapter = getattr(config, "adapter", None)
-    if adapter:
-        ident += "+" + store.fingerprint(Path(adapter).expanduser().resolve(), weights_fingerprint)
-    return ident
 
 
 def backend_identity(config: Any) -> dict[str, Any]:
@@ -61,15 +45,15 @@ def backend_identity(config: Any) -> dict[str, Any]:
 
 
 def _generation(payload: dict[str, Any]) -> Generation:
-    return Generation(payload["text"], payload["token_ids"], payload["finish_reason"])
+    return Generation(payload["text"], payload["token_ids"], payload["finish_reason"], payload["truncated_tokens"])
 
 
 def _loglikelihood(payload: dict[str, Any]) -> LoglikelihoodResult:
-    return LoglikelihoodResult(payload["logprob"], payload["is_greedy"], payload["num_tokens"])
+    return LoglikelihoodResult(payload["logprob"], payload["is_greedy"], payload["num_tokens"], payload["truncated_tokens"])
 
 
 def _scores(payload: dict[str, Any]) -> TokenScores:
-    return TokenScores(tuple(payload["logprobs"]), payload["is_greedy"])
+    return TokenScores(tuple(payload["logprobs"]), payload["is_greedy"], payload["truncated_tokens"])
 
 
 class StoredBackend:
@@ -98,8 +82,13 @@ class StoredBackend:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
-        return self._answer("generate", requests, self.backend.generate, _generation, progress)
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False,
+                 on_result: OnResult | None = None) -> list[Generation]:
+        results = self._answer("generate", requests, self.backend.generate, _generation, progress)
+        for i, generation in enumerate(results):  # every answer is stored by now
+            if on_result is not None:
+                on_result(i, generation)
+        return results
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False) -> list[LoglikelihoodResult]:
         return self._answer("loglikelihood", requests, self.backend.loglikelihood, _loglikelihood, progress)

@@ -20,6 +20,16 @@ def encode_text(tokenizer: PreTrainedTokenizerBase, text: str, add_bos: bool = F
     return list(ids)
 
 
+def tokenizer_adds_bos(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer puts its BOS token first when asked for special tokens (Llama, Mistral, Gemma do;
+    GPT-2-style tokenizers such as SmolLM2's do not)."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    with_special = tokenizer("x", add_special_tokens=True)["input_ids"]
+    return bool(with_special) and with_special[0] == bos and tokenizer("x", add_special_tokens=False)["input_ids"][:1] != [bos]
+
+
 def prefix_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """What an empty context is scored after (lm-eval: BOS if the model has one, else EOS)."""
     for tid in (tokenizer.bos_token_id, tokenizer.eos_token_id):
@@ -48,6 +58,18 @@ def encode_pair(
 def context_ids(tokenizer: PreTrainedTokenizerBase, prompt: str, add_bos: bool = False) -> list[int]:
     """Ids of a prompt that given token ids are scored after (empty prompt: the prefix token)."""
     return encode_text(tokenizer, prompt, add_bos) if prompt else [prefix_token_id(tokenizer)]
+
+
+def ids_of_text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int], text: str) -> list[int]:
+    """The generated ids that make up `text`, a prefix of their decoding (the answer cut before a stop string):
+    the longest prefix of `ids` whose decoding is a prefix of `text`. A token that straddles the cut (part
+    answer, part stop string) is left out with the stop string. Scans back from the end: the stop string is
+    only a few tokens."""
+    ids = list(ids)
+    for k in range(len(ids), -1, -1):
+        if text.startswith(tokenizer.decode(ids[:k], skip_special_tokens=True)):
+            return ids[:k]
+    return []
 
 
 def render_chat(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> str:

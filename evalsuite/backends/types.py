@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Callable, Literal
 
 Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": "..."}
 FinishReason = Literal["stop", "length"]
@@ -40,12 +40,18 @@ class GenerationRequest:
 
 @dataclass
 class Generation:
-    """A completion. `text` excludes the stop string that ended it (OpenAI semantics); `token_ids` are the
-    generated ids without the trailing EOS (None when an HTTP server does not return them)."""
+    """A completion. `text` excludes the stop string that ended it (OpenAI semantics); `token_ids` are the ids
+    of `text`: the generated ids without the stop string's tokens and the trailing EOS (None when an HTTP server
+    does not return them). `truncated_tokens`: how many tokens were cut from the start of a prompt too long for
+    the context window (0: the whole prompt was seen)."""
 
     text: str
     token_ids: list[int] | None
     finish_reason: FinishReason
+    truncated_tokens: int = 0
+
+
+OnResult = Callable[[int, Generation], None]  # (request index, its answer), as soon as it is known
 
 
 @dataclass(frozen=True)
@@ -56,11 +62,13 @@ class LoglikelihoodRequest:
 
 @dataclass(frozen=True)
 class LoglikelihoodResult:
-    """Sum of the continuation's token log-probs, and whether greedy decoding would produce it."""
+    """Sum of the continuation's token log-probs, whether greedy decoding would produce it, and how many context
+    tokens were cut from the left to fit the context window."""
 
     logprob: float
     is_greedy: bool
     num_tokens: int
+    truncated_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -73,10 +81,12 @@ class ScoreRequest:
 
 @dataclass(frozen=True)
 class TokenScores:
-    """Per-token log-probs of a continuation, and whether every token was the argmax."""
+    """Per-token log-probs of a continuation, whether every token was the argmax, and how many context tokens
+    were cut from the left to fit the context window."""
 
     logprobs: tuple[float, ...] = field(default=())
     is_greedy: bool = True
+    truncated_tokens: int = 0
 
     @property
     def total(self) -> float:

@@ -14,7 +14,8 @@ import torch
 from evalsuite.backends.base import Backend, TokenPair
 from evalsuite.backends.config import VLLMConfig
 from evalsuite.backends.loading import load_tokenizer, model_context_length, resolve_dtype
-from evalsuite.backends.types import Generation, GenerationRequest, TokenScores
+from evalsuite.backends.tokenization import ids_of_text
+from evalsuite.backends.types import Generation, GenerationRequest, OnResult, TokenScores
 from evalsuite.errors import BackendUnavailableError, CheckpointError, EvalsuiteError
 from evalsuite.models.checkpoint import check_checkpoint_dir, first_line
 from evalsuite.models.merge import check_adapter_dir, merged_checkpoint
@@ -86,15 +87,18 @@ class VLLMBackend(Backend):
             lora_request=self._lora,
         )
 
-    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False) -> list[Generation]:
+    def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False,
+                 on_result: OnResult | None = None) -> list[Generation]:
         from vllm import SamplingParams
 
-        prompts, params = [], []
+        prompts, params, cuts = [], [], []
         for req in requests:
             room = self.max_length - req.max_new_tokens
             if room < 1:
                 raise EvalsuiteError(f"max_new_tokens={req.max_new_tokens} leaves no room in a {self.max_length}-token window")
-            prompts.append(self.prompt_ids(req)[-room:])
+            ids = self.prompt_ids(req)
+            cuts.append(max(0, len(ids) - room))  # like lm-eval: keep the end of an over-long prompt
+            prompts.append(ids[-room:])
             params.append(
                 SamplingParams(
                     n=1,
@@ -109,13 +113,17 @@ class VLLMBackend(Backend):
             )
         eos = self.tokenizer.eos_token_id
         results = []
-        for out in self._run(prompts, params, progress):
+        for i, (out, cut) in enumerate(zip(self._run(prompts, params, progress), cuts)):
             choice = out.outputs[0]
             ids = list(choice.token_ids)
             if ids and ids[-1] == eos and choice.finish_reason == "stop":
                 ids = ids[:-1]  # same convention as the other backends: no trailing EOS
+            if isinstance(choice.stop_reason, str):  # ended on a stop string: vLLM keeps its tokens in the ids
+                ids = ids_of_text(self.tokenizer, ids, choice.text)
             finish = "length" if choice.finish_reason == "length" else "stop"
-            results.append(Generation(choice.text, ids, finish))
+            results.append(Generation(choice.text, ids, finish, cut))
+            if on_result is not None:
+                on_result(i, results[-1])
         return results
 
     def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False) -> list[TokenScores]:

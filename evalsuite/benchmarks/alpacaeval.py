@@ -3,10 +3,10 @@
 
 alpaca-eval supplies everything that defines the metric: the annotator config (`alpaca_eval_gpt4` by
 default: the AlpacaEval 1.0 ranking prompt and `ranking_parser`), the seeded random order of the two
-outputs per instruction, and `get_winrate` (plus `get_length_controlled_winrate` where its GLM can be
-fitted). Only the completions go through our `Judge` (any OpenAI-compatible endpoint or a local checkpoint,
-cached, retried when the ranking cannot be parsed). The results say which win rate is reported: the
-length-controlled one when alpaca-eval could compute it, else the plain win rate with the reason.
+outputs per instruction, and `get_winrate`. Only the completions go through our `Judge` (any OpenAI-compatible endpoint or a local checkpoint,
+cached, retried when the ranking cannot be parsed). The reported metric is the plain win rate (AlpacaEval
+1.0's, the WIT paper's); the length-controlled one is not computed (see `AlpacaEval.aggregate`), so scoring
+never touches the network.
 Rows: `instruction` and the reference `output` (AlpacaEval's layout; the prepared data holds the 805
 instructions with gpt4_1106_preview outputs, the hub's `tatsu-lab/alpaca_eval` the 1.0 references).
 """
@@ -24,7 +24,7 @@ from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generati
 from evalsuite.benchmarks.data import load_split, subsample
 from evalsuite.benchmarks.prompting import Prompter
 from evalsuite.benchmarks.registry import register
-from evalsuite.errors import ConfigError
+from evalsuite.errors import ConfigError, EvalsuiteError
 
 HUB_ID = "tatsu-lab/alpaca_eval"
 ANNOTATOR = "alpaca_eval_gpt4"
@@ -58,12 +58,15 @@ def _ranked(text: str) -> int | None:
 class AlpacaEval(Benchmark):
     name = "alpacaeval"
     variants = ("winrate",)
+    needs_judge = True
 
     primary = ("win", "none")
 
     def __init__(self, variant: str | None = None, judge: Any = None, max_new_tokens: int | None = None,
-                 annotator: str = ANNOTATOR, **options: Any) -> None:
-        super().__init__(variant, **options)
+                 annotator: str = ANNOTATOR) -> None:
+        super().__init__(variant)
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ConfigError(f"alpacaeval: max_new_tokens must be >= 1 (got {max_new_tokens})")
         self.judge = judge
         self.annotator = annotator
         self.max_new_tokens = max_new_tokens or MAX_NEW_TOKENS
@@ -91,64 +94,60 @@ class AlpacaEval(Benchmark):
         # a perturbed instruction is asked; the judge compares answers to the original one
         return [GenerationRequest(prompt=prompter.context(item.text(item.doc["instruction"])), max_new_tokens=self.max_new_tokens)]
 
-    def completions(self, prompts: Sequence[str], **_: Any) -> dict[str, list[Any]]:
-        """alpaca-eval's `fn_completions` contract, answered by our judge (ChatML prompt → messages)."""
+    def annotate(self, instructions: Sequence[str], references: Sequence[str], outputs: Sequence[str]) -> list[dict[str, Any]]:
+        """alpaca-eval's pairwise annotations of (reference, output) per position, in the order given: alpaca-eval's
+        prompt, seeded output order and parser; our judge answers the completions. Positional (`is_ordered`),
+        because several variants of one item share its instruction."""
+        from alpaca_eval.annotators import PairwiseAnnotator
         from alpaca_eval.utils import prompt_to_chatml
 
-        verdicts = self.judge.complete([prompt_to_chatml(p) for p in prompts], _ranked)
-        self.failed += sum(v.value is None for v in verdicts)
-        return {"completions": [v.text for v in verdicts], "price_per_example": [0.0] * len(prompts),
-                "time_per_example": [0.0] * len(prompts)}
+        def completions(prompts: Sequence[str], **_: Any) -> dict[str, list[Any]]:  # alpaca-eval's fn_completions
+            verdicts = self.judge.complete([prompt_to_chatml(p) for p in prompts], _ranked)
+            return {"completions": [v.text for v in verdicts], "price_per_example": [0.0] * len(prompts),
+                    "time_per_example": [0.0] * len(prompts)}
+
+        annotator = PairwiseAnnotator(annotators_config=self.annotator, caching_path=None, is_avoid_reannotations=False)
+        for single in annotator.annotators.values():
+            single.fn_completions = completions
+        reference = [{"instruction": i, "output": r, "generator": "reference"} for i, r in zip(instructions, references)]
+        model = [{"instruction": i, "output": o, "generator": "model"} for i, o in zip(instructions, outputs)]
+        annotations = annotator.annotate_head2head(outputs_1=reference, outputs_2=model, is_ordered=True)
+        if len(annotations) != len(outputs) or any(a["instruction"] != i for a, i in zip(annotations, instructions)):
+            raise EvalsuiteError(f"alpaca-eval returned {len(annotations)} annotations for {len(outputs)} answers, "
+                                 "not one per answer in order")
+        return annotations
 
     def score(self, items: Sequence[Item], requests: Sequence[Sequence[Request]], responses: Sequence[Sequence[Any]],
               prompter: Prompter) -> list[Sample]:
         if self.judge is None:
             raise ConfigError("AlpacaEval needs a judge (--judge-model ...)")
-        from alpaca_eval.annotators import PairwiseAnnotator
-
-        self.failed = 0
-        annotator = PairwiseAnnotator(annotators_config=self.annotator, caching_path=None, is_avoid_reannotations=False)
-        for single in annotator.annotators.values():
-            single.fn_completions = self.completions  # alpaca-eval's prompt and parser, our judge
-        reference = [{"instruction": it.doc["instruction"], "output": it.doc["output"], "generator": "reference"}
-                     for it in items]
-        model = [{"instruction": it.doc["instruction"], "output": resps[0].text, "generator": "model"}
-                 for it, resps in zip(items, responses)]
-        annotations = annotator.annotate_head2head(outputs_1=reference, outputs_2=model)
-        by_instruction = {a["instruction"]: a for a in annotations}
-        self.annotations = annotations
+        outputs = [resps[0].text for resps in responses]
+        annotations = self.annotate([it.doc["instruction"] for it in items], [it.doc["output"] for it in items], outputs)
         samples = []
-        for i, (item, reqs, resps) in enumerate(zip(items, requests, responses)):
-            ann = by_instruction.get(item.doc["instruction"], {})
+        for i, (item, reqs, output, ann) in enumerate(zip(items, requests, outputs, annotations)):
             pref = ann.get("preference")
             valid = pref is not None and not (isinstance(pref, float) and math.isnan(pref))
             # alpaca-eval's preference: 1 = reference wins, 2 = the model wins, 1.5 = draw.
             metrics = {"win": (float(pref) - 1.0) if valid else None, "judge_failed": float(not valid)}
-            samples.append(Sample(doc_id=i, item_id=item.id, perturbed=item.perturbed, subset="alpacaeval", doc=item.doc, target=item.doc["output"],
-                                  arguments=[generation_arguments(r) for r in reqs], resps=[[resps[0].text]],
-                                  filtered_resps=[pref if valid else None], filter="none", metrics=metrics,
-                                  prompt_format=prompter.format,
+            samples.append(Sample(doc_id=i, item_id=item.id, perturbed=item.perturbed, subset="alpacaeval", doc=item.doc,
+                                  target=item.doc["output"], arguments=[generation_arguments(r) for r in reqs],
+                                  resps=[[output]], filtered_resps=[float(pref) if valid else None], filter="none",
+                                  metrics=metrics, prompt_format=prompter.format,
                                   extra={"raw_completion": ann.get("preference_raw_completion")}))
         return samples
 
     def aggregate(self, samples: Sequence[Sample]) -> dict[str, Any]:
+        """lm-eval-style means plus alpaca-eval's own `get_winrate` over every judged sample (all prompt-format
+        groups, all variants: computed from the samples, nothing else). The length-controlled win rate is not
+        computed: its GLM needs alpaca-eval's `df_gamed.csv` from the hub and instruction indices of the full
+        805-item set in alpaca-eval's order, which subsets and perturbed variants do not have."""
         from alpaca_eval.metrics import get_winrate
 
         results = super().aggregate(samples)
-        valid = [a for a in getattr(self, "annotations", []) if a.get("preference") is not None
-                 and not (isinstance(a["preference"], float) and math.isnan(a["preference"]))]
-        row = results.setdefault("all", {"n": len(samples)})
+        row = results["all"] if samples else results.setdefault("all", {"n": 0})
         row["judge_failed_count"] = int(sum(s.metrics["judge_failed"] for s in samples))
-        if valid:
-            row.update({f"{k},none": float(v) for k, v in get_winrate(valid).items()})
-            try:
-                from alpaca_eval.metrics import get_length_controlled_winrate
-
-                lc = get_length_controlled_winrate(valid, save_weights_dir=None, is_add_glm_preference_inplace=False)
-                row["length_controlled_winrate,none"] = float(lc["length_controlled_winrate"])
-                row["reported"] = "length_controlled_winrate"
-            except Exception as exc:  # its GLM needs data from the hub (and enough annotations)
-                row["reported"] = "win_rate"
-                row["length_controlled_unavailable"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        judged = [{"preference": s.filtered_resps[0]} for s in samples if s.filtered_resps[0] is not None]
+        if judged:
+            row.update({f"{k},none": float(v) for k, v in get_winrate(judged).items()})
+        row["reported"] = "win_rate"
         return results
-

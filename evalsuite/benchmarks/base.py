@@ -4,107 +4,52 @@ A benchmark module subclasses `Benchmark` and registers it (`evalsuite.benchmark
 runner (`evalsuite.benchmarks.runner`) does the rest: it sends every item's requests to a backend in one
 batch, hands each item its responses back, and writes lm-eval-shaped records. So a benchmark never talks
 to a model and never batches anything itself.
+
+A benchmark object is configuration only (variant, options, judge): whatever one evaluation needs travels
+in the items (`Item.shots`, `Item.grading`, `Item.target`) or in the samples `score` returns, so one object
+can score any number of item groups (prompt formats, perturbation kinds, checkpoints) in any order.
 """
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 from evalsuite.backends import GenerationRequest, LoglikelihoodRequest
 from evalsuite.benchmarks.prompting import Prompter
+from evalsuite.benchmarks.records import aggregate_samples, doc_json
+from evalsuite.benchmarks.types import BenchmarkResult, Item, Perturbed, Sample
+from evalsuite.errors import ConfigError
 
 Request = LoglikelihoodRequest | GenerationRequest
 
-
-@dataclass(frozen=True)
-class Perturbed:
-    """A perturbation variant of an item (a row of `evalsuite perturb`): its text replaces the item's prompt
-    body (lm-eval's `doc_to_text`; each turn for MT-Bench); scoring still uses the item's own doc and target.
-    `option_style` is how the variant labels options; `prompt_format` overrides the run's."""
-
-    kind: str
-    variant: int
-    severity: float
-    text: str | None = None
-    turns: tuple[str, ...] | None = None
-    option_style: str | None = None
-    prompt_format: str | None = None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "Perturbed":
-        return cls(row["kind"], int(row["variant"]), float(row["severity"]), row.get("text"),
-                   tuple(row["turns"]) if row.get("turns") is not None else None, row.get("option_style"),
-                   row.get("prompt_format"))
-
-
-@dataclass(frozen=True)
-class Item:
-    """One benchmark item. `id` is stable across runs and machines (perturbed copies keep it), `subset`
-    is the subject / task / category it is aggregated under, `doc` the row as the reference tool sees it,
-    `perturbed` the variant it is asked in (None: the clean item)."""
-
-    id: str
-    subset: str
-    doc: dict[str, Any]
-    target: Any
-    perturbed: Perturbed | None = None
-
-    def text(self, clean: str) -> str:
-        """The prompt body to ask: the variant's, else `clean` (the benchmark's own rendering)."""
-        return self.perturbed.text if self.perturbed is not None and self.perturbed.text is not None else clean
-
-    def turns(self, clean: Sequence[str]) -> list[str]:
-        return list(self.perturbed.turns) if self.perturbed is not None and self.perturbed.turns else list(clean)
-
-    def option_style(self, clean: str) -> str:
-        return self.perturbed.option_style if self.perturbed is not None and self.perturbed.option_style else clean
-
-
-@dataclass
-class Sample:
-    """One scored item under one filter, in lm-eval's sample-log shape plus our id and subset."""
-
-    doc_id: int
-    item_id: str
-    subset: str
-    doc: dict[str, Any]
-    target: Any
-    arguments: list[Any]
-    resps: list[Any]
-    filtered_resps: list[Any]
-    filter: str
-    metrics: dict[str, float]
-    prompt_format: str
-    extra: dict[str, Any] = field(default_factory=dict)
-    perturbed: Perturbed | None = None  # the variant the item was asked in (None: clean)
-
-    def to_record(self) -> dict[str, Any]:
-        from evalsuite.benchmarks.records import sample_record
-
-        return sample_record(self)
+__all__ = ["Benchmark", "BenchmarkResult", "Item", "Perturbed", "Request", "Sample", "doc_json",
+           "generation_arguments", "subset_positions"]
 
 
 class Benchmark(ABC):
-    """A benchmark variant: `name` (registry key, e.g. `mmlu`), `variant` (e.g. `loglikelihood`)."""
+    """A benchmark variant: `name` (registry key, e.g. `mmlu`), `variant` (e.g. `loglikelihood`). Subclasses
+    take their options as keyword arguments of `__init__` (the registry rejects any other name)."""
 
     name: ClassVar[str]
     variants: ClassVar[tuple[str, ...]]
+    # Benchmarks that cannot be scored without an LLM judge (checked before any model is asked).
+    needs_judge: ClassVar[bool] = False
 
-    def __init__(self, variant: str | None = None, **options: Any) -> None:
+    def __init__(self, variant: str | None = None) -> None:
         variant = variant or self.variants[0]
         if variant not in self.variants:
-            from evalsuite.errors import ConfigError
-
             raise ConfigError(f"{self.name} has no variant {variant!r}; choose from {', '.join(self.variants)}")
         self.variant = variant
-        self.options = options
 
     def settings(self) -> dict[str, Any]:
-        """What results files record about this benchmark's configuration."""
-        return {"name": self.name, "variant": self.variant, **self.options}
+        """What results files record about this benchmark's configuration (JSON values only)."""
+        return {"name": self.name, "variant": self.variant}
+
+    def provenance(self, source: Any) -> dict[str, Any]:
+        """What the numbers depend on besides `settings()`: where the items really come from, which scorer
+        resources are used (recorded beside the settings in every result)."""
+        return {}
 
     @property
     def task_name(self) -> str:
@@ -148,15 +93,11 @@ class Benchmark(ABC):
     def perturbation_item(self, item: Item) -> Any:
         """The item as the `perturbations` package sees it (fields, options, what is protected); its default
         rendering is this benchmark's own prompt body for the item."""
-        from evalsuite.errors import ConfigError
-
         raise ConfigError(f"{self.name} has no perturbation adapter")
 
     def aggregate(self, samples: Sequence[Sample]) -> dict[str, Any]:
         """lm-eval-style results: `{"acc,none": ..., "acc_stderr,none": ...}` overall (micro-average) and per
-        subset."""
-        from evalsuite.benchmarks.records import aggregate_samples
-
+        subset, computed from the samples alone."""
         return aggregate_samples(samples)
 
 
@@ -174,10 +115,3 @@ def generation_arguments(request: GenerationRequest) -> list[Any]:
     """lm-eval's logged `arguments` of a generation: the context and its generation kwargs."""
     return [request.prompt, {"until": list(request.stop), "max_gen_toks": request.max_new_tokens,
                              "do_sample": not request.greedy, "temperature": request.temperature}]
-
-
-def doc_json(doc: dict[str, Any]) -> str:
-    """The doc as lm-eval hashes it (its own serialiser for numpy values and sets)."""
-    from lm_eval.utils import handle_non_serializable
-
-    return json.dumps(doc, indent=2, default=handle_non_serializable, ensure_ascii=False)

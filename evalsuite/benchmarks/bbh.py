@@ -26,6 +26,7 @@ from evalsuite.benchmarks.lmeval import exact_match, filters_of, metric_options,
 from evalsuite.benchmarks.prompting import Prompter, Shot
 from evalsuite.benchmarks.registry import register
 from evalsuite.errors import ConfigError
+from evalsuite.rows import read_jsonl_rows
 
 HUB_ID = "SaylorTwift/bbh"
 # Named as a source: the 3 exemplars per task in lm-eval's `bbh/fewshot/<task>.yaml` (81 real BBH items in
@@ -75,7 +76,7 @@ def _read_task_file(path: Path) -> list[dict[str, Any]]:
         if isinstance(data, list):
             return data
         raise ConfigError(f"{path}: expected BIG-Bench-Hard's {{\"examples\": [...]}} or a list of rows")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl_rows(path)
 
 
 @register
@@ -84,9 +85,10 @@ class BBH(Benchmark):
     variants = ("zeroshot", "cot")
 
     def __init__(self, variant: str | None = None, tasks: Sequence[str] | None = None,
-                 max_new_tokens: int | None = None, **options: Any) -> None:
-        super().__init__(variant, **options)
-        self.source: str | None = None
+                 max_new_tokens: int | None = None) -> None:
+        super().__init__(variant)
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ConfigError(f"bbh: max_new_tokens must be >= 1 (got {max_new_tokens})")
         self.max_new_tokens = max_new_tokens  # None: the task's own (lm-eval's `max_gen_toks`)
         known = task_names()
         unknown = sorted(set(tasks or ()) - set(known))
@@ -97,12 +99,13 @@ class BBH(Benchmark):
         self.configs = {t: task_config(f"bbh/{folder}/{t}.yaml") for t in self.tasks}
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "tasks": self.tasks, "max_new_tokens": self.max_new_tokens,
-                "bbh_source": self.source}
+        return {**super().settings(), "tasks": self.tasks, "max_new_tokens": self.max_new_tokens}
+
+    def provenance(self, source: Any = HUB_ID) -> dict[str, Any]:
+        return {"bbh_source": source_of(source)}
 
     def load(self, source: Any = HUB_ID, limit: int | None = None, seed: int | None = None) -> list[Item]:
-        self.source = source_of(source)
-        if self.source == EXEMPLARS and self.variant == "cot":
+        if source_of(source) == EXEMPLARS and self.variant == "cot":
             raise ConfigError(f"bbh:cot cannot run on the {EXEMPLARS} source: its 3-shot CoT prompts contain these "
                               "same items with their worked answers (use BBH's test split: --bbh-source / --data)")
         items: list[Item] = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from evalsuite.backends import GenerationRequest
 from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments
@@ -50,12 +50,13 @@ def offline_text(source: Any) -> Iterable[str]:
 
 
 class Checker:
-    """lm-eval's strict and loose IFEval checks with langdetect seeded."""
+    """lm-eval's strict and loose IFEval checks with langdetect seeded. `training_text` is English text for a
+    fallback sentence splitter, used only where NLTK's official `punkt_tab` is missing (see `nltk_data`)."""
 
-    def __init__(self, source: Any, log: Any = print) -> None:
+    def __init__(self, training_text: Callable[[], Iterable[str]], log: Any = print) -> None:
         from evalsuite.benchmarks.nltk_data import ensure_punkt
 
-        self.punkt = ensure_punkt(lambda: offline_text(source), log)
+        self.punkt = ensure_punkt(training_text, log)
 
     def check(self, doc: dict[str, Any], response: str) -> tuple[Any, Any]:
         from lm_eval.tasks.ifeval import utils
@@ -88,18 +89,21 @@ class IFEval(Benchmark):
 
     primary = ("prompt_level_strict_acc", "none")
 
-    def __init__(self, variant: str | None = None, max_new_tokens: int | None = None, **options: Any) -> None:
-        super().__init__(variant, **options)
+    def __init__(self, variant: str | None = None, max_new_tokens: int | None = None) -> None:
+        super().__init__(variant)
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ConfigError(f"ifeval: max_new_tokens must be >= 1 (got {max_new_tokens})")
         self.max_new_tokens = max_new_tokens or MAX_GEN_TOKS
-        self.source: Any = HUB_ID
-        self.checker: Checker | None = None
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "max_new_tokens": self.max_new_tokens,
-                "punkt": self.checker.punkt if self.checker else None}
+        return {**super().settings(), "max_new_tokens": self.max_new_tokens}
+
+    def provenance(self, source: Any = HUB_ID) -> dict[str, Any]:
+        """Which sentence splitter the checkers use (official `punkt_tab` or a fallback trained offline on the
+        data's English text): sentence-count instructions can be judged differently by the two."""
+        return {"punkt": Checker(lambda: offline_text(source)).punkt}
 
     def load(self, source: Any = HUB_ID, limit: int | None = None, seed: int | None = None) -> list[Item]:
-        self.source = source
         items = [Item(f"ifeval/{row['key']}", "ifeval",
                       {"key": row["key"], "prompt": row["prompt"], "instruction_id_list": row["instruction_id_list"],
                        "kwargs": [{k: v for k, v in kw.items() if v is not None} for kw in row["kwargs"]]}, 0)
@@ -119,11 +123,11 @@ class IFEval(Benchmark):
 
     def score(self, items: Sequence[Item], requests: Sequence[Sequence[Request]], responses: Sequence[Sequence[Any]],
               prompter: Prompter) -> list[Sample]:
-        self.checker = self.checker or Checker(self.source)
+        checker = Checker(lambda: [it.doc["prompt"] for it in items])  # the splitter `provenance` chose, if it ran
         samples = []
         for i, (item, reqs, resps) in enumerate(zip(items, requests, responses)):
             text = resps[0].text
-            strict, loose = self.checker.check(item.doc, text)
+            strict, loose = checker.check(item.doc, text)
             metrics = {"prompt_level_strict_acc": float(strict.follow_all_instructions),
                        "inst_level_strict_acc": [float(x) for x in strict.follow_instruction_list],
                        "prompt_level_loose_acc": float(loose.follow_all_instructions),
@@ -138,7 +142,7 @@ def score_responses(rows: Sequence[dict[str, Any]], source: Any, log: Any = prin
     """`evalsuite score ifeval`: rows `{"prompt", "response"}` → Google's `eval_results_strict.jsonl` and
     `eval_results_loose.jsonl` rows and the four metrics. Instruction ids and kwargs are looked up by prompt."""
     by_prompt = {r["prompt"]: r for r in load_rows(source)}
-    checker = Checker(source, log)
+    checker = Checker(lambda: offline_text(source), log)
     strict_rows, loose_rows = [], []
     for n, row in enumerate(rows, 1):
         prompt, response = row.get("prompt"), row.get("response")

@@ -1,8 +1,9 @@
 """LLM judges: any OpenAI-compatible endpoint or a local checkpoint, through the same backend interface.
 
 A judge is a backend config (`kind: openai` with `base_url`, `model`, `api_key_env`; or `kind: hf|vllm` with
-a checkpoint). Every judgement is cached on disk (SQLite, keyed by the judge's settings and the exact
-conversation and decoding), so a re-run never pays for the same judgement twice. A judgement the caller
+a checkpoint). Every judgement is cached on disk as soon as it arrives (SQLite, keyed by the judge's settings
+and the exact conversation and decoding), so a re-run never pays for the same judgement twice, even after a
+failure half-way through a batch. A judgement the caller
 cannot parse is asked again (greedy first, then sampled with seeds 1..retries); if every attempt fails it
 is returned as failed, never guessed.
 """
@@ -11,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Generic, Sequence, TypeVar
 
 from evalsuite.backends import GenerationRequest
+from evalsuite.store import TextCache
 
 T = TypeVar("T")
 Messages = list[dict[str, str]]
@@ -30,32 +30,11 @@ class Verdict(Generic[T]):
     attempts: int
 
 
-class JudgeCache:
-    """judgement text by request key; one SQLite file, safe across processes (WAL, one transaction per write)."""
+class JudgeCache(TextCache):
+    """Judgement text by request key; one SQLite file, safe across processes."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        with closing(self._connect()) as db, db:
-            db.execute("CREATE TABLE IF NOT EXISTS judgements (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=60)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
-
-    def get(self, keys: Sequence[str]) -> dict[str, str]:
-        with closing(self._connect()) as db:
-            found = {}
-            for k in keys:
-                row = db.execute("SELECT text FROM judgements WHERE key = ?", (k,)).fetchone()
-                if row:
-                    found[k] = row[0]
-            return found
-
-    def put(self, items: dict[str, str]) -> None:
-        with closing(self._connect()) as db, db:
-            db.executemany("INSERT OR REPLACE INTO judgements (key, text) VALUES (?, ?)", list(items.items()))
+        super().__init__(path, what="judge cache")
 
 
 class Judge:
@@ -74,9 +53,15 @@ class Judge:
         return str(self.config.model)
 
     def identity(self) -> dict[str, Any]:
-        """What makes two judges the same judge (never the key itself: only the env var's name is kept)."""
+        """What makes two judges the same judge: its settings (never the key itself: only the env var's name is
+        kept) and, for a local checkpoint, the content of its files, so a judge re-trained in place is another
+        judge (`evalsuite.store.identity`)."""
+        from evalsuite.backends.stored import NOT_IDENTITY
+        from evalsuite.store import model_identity
+
         data = self.config.model_dump(mode="json")
-        return {k: v for k, v in data.items() if k not in ("batch_size", "concurrency", "timeout_s", "max_retries", "backoff_s")}
+        settings = {k: v for k, v in data.items() if k not in NOT_IDENTITY or k in ("model", "tokenizer")}
+        return {**settings, "content": model_identity(self.config, self.cache)}
 
     def backend(self) -> Any:
         if self._backend is None:
@@ -95,26 +80,27 @@ class Judge:
             return GenerationRequest(messages=messages, max_new_tokens=self.max_new_tokens, temperature=0.0)
         return GenerationRequest(messages=messages, max_new_tokens=self.max_new_tokens, temperature=0.7, seed=attempt)
 
-    def key(self, req: GenerationRequest) -> str:
-        payload = {"judge": self.identity(), "messages": req.messages, "max_new_tokens": req.max_new_tokens,
+    def key(self, req: GenerationRequest, identity: dict[str, Any]) -> str:
+        payload = {"judge": identity, "messages": req.messages, "max_new_tokens": req.max_new_tokens,
                    "temperature": req.temperature, "seed": req.seed}
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def complete(self, conversations: Sequence[Messages], parse: Callable[[str], T | None]) -> list[Verdict[T]]:
         verdicts: list[Verdict[T] | None] = [None] * len(conversations)
         pending = list(range(len(conversations)))
+        identity = self.identity()
         for attempt in range(self.retries + 1):
             if not pending:
                 break
             reqs = {i: self.request(conversations[i], attempt) for i in pending}
-            keys = {i: self.key(r) for i, r in reqs.items()}
+            keys = {i: self.key(r, identity) for i, r in reqs.items()}
             texts = self.cache.get(list(keys.values()))
             missing = [i for i in pending if keys[i] not in texts]
             if missing:
-                outs = self.backend().generate([reqs[i] for i in missing], progress=True)
-                fresh = {keys[i]: g.text for i, g in zip(missing, outs)}
-                self.cache.put(fresh)
-                texts.update(fresh)
+                # each judgement is kept the moment it arrives: a failure half-way loses none that were paid for
+                outs = self.backend().generate([reqs[i] for i in missing], progress=True,
+                                               on_result=lambda j, g: self.cache.put({keys[missing[j]]: g.text}))
+                texts.update({keys[i]: g.text for i, g in zip(missing, outs)})
             still = []
             for i in pending:
                 text = texts[keys[i]]

@@ -84,15 +84,16 @@ class MMLU(Benchmark):
     name = "mmlu"
     variants = ("loglikelihood", "generative")
 
-    def __init__(self, variant: str | None = None, num_fewshot: int = 0, max_new_tokens: int = 256, **options: Any) -> None:
-        super().__init__(variant, **options)
+    def __init__(self, variant: str | None = None, num_fewshot: int = 0, max_new_tokens: int = 256) -> None:
+        super().__init__(variant)
+        if num_fewshot < 0 or max_new_tokens < 1:
+            raise ConfigError(f"mmlu: num_fewshot must be >= 0 and max_new_tokens >= 1 (got {num_fewshot}, {max_new_tokens})")
         if self.variant == "generative" and num_fewshot:
             raise ConfigError("the generative MMLU variant is 0-shot (the WIT paper's protocol)")
         self.num_fewshot = num_fewshot
         self.max_new_tokens = max_new_tokens
         self.config = task_config("mmlu/default/_default_template_yaml" if self.variant == "loglikelihood"
                                   else "mmlu/generative/_default_template_yaml")
-        self.shots: dict[str, list[Shot]] = {}
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "num_fewshot": self.num_fewshot, "max_new_tokens": self.max_new_tokens}
@@ -107,17 +108,20 @@ class MMLU(Benchmark):
 
     def load(self, source: Any = HUB_ID, limit: int | None = None, seed: int | None = None) -> list[Item]:
         rows = load_rows(source, "test")
-        items = [Item(i, row["subject"], row, LETTERS[row["answer"]]) for i, row in zip(item_ids(rows), rows)]
-        if self.num_fewshot:
-            dev = load_rows(source, "dev")
-            by_subject: dict[str, list[Shot]] = {}
-            for row in dev:
-                by_subject.setdefault(row["subject"], []).append(Shot(self.question(row), LETTERS[row["answer"]]))
-            missing = sorted({it.subset for it in items if len(by_subject.get(it.subset, [])) < self.num_fewshot})
-            if missing:
-                raise ConfigError(f"MMLU {self.num_fewshot}-shot: the dev split has too few exemplars for {', '.join(missing[:5])}")
-            self.shots = {s: shots[: self.num_fewshot] for s, shots in by_subject.items()}
+        shots = self.exemplars(source, {row["subject"] for row in rows}) if self.num_fewshot else {}
+        items = [Item(i, row["subject"], row, LETTERS[row["answer"]], shots=shots.get(row["subject"], ()))
+                 for i, row in zip(item_ids(rows), rows)]
         return subsample(items, lambda it: it.id, lambda it: it.subset, limit, seed)
+
+    def exemplars(self, source: Any, subjects: set[str]) -> dict[str, tuple[Shot, ...]]:
+        """The first `num_fewshot` dev-split questions of each subject (lm-eval's `first_n` sampler)."""
+        by_subject: dict[str, list[Shot]] = {}
+        for row in load_rows(source, "dev"):
+            by_subject.setdefault(row["subject"], []).append(Shot(self.question(row), LETTERS[row["answer"]]))
+        missing = sorted(s for s in subjects if len(by_subject.get(s, [])) < self.num_fewshot)
+        if missing:
+            raise ConfigError(f"MMLU {self.num_fewshot}-shot: the dev split has too few exemplars for {', '.join(missing[:5])}")
+        return {s: tuple(shots[: self.num_fewshot]) for s, shots in by_subject.items()}
 
     def perturbation_item(self, item: Item) -> Any:
         from perturbations.benchmarks import mmlu_item
@@ -129,8 +133,7 @@ class MMLU(Benchmark):
 
     def context(self, item: Item, prompter: Prompter) -> str:
         description = f"The following are multiple choice questions (with answers) about {item.subset.replace('_', ' ')}.\n\n"
-        return prompter.context(item.text(self.question(item.doc)), description=description,
-                                shots=self.shots.get(item.subset, ()))
+        return prompter.context(item.text(self.question(item.doc)), description=description, shots=item.shots)
 
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
         context = self.context(item, prompter)

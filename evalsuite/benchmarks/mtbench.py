@@ -14,7 +14,6 @@ Score: the mean rating over both turns (1-10), and per turn and per category.
 from __future__ import annotations
 
 import ast
-import json
 import re
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,6 +24,7 @@ from evalsuite.benchmarks.data import subsample
 from evalsuite.benchmarks.prompting import Prompter
 from evalsuite.benchmarks.registry import register
 from evalsuite.errors import ConfigError
+from evalsuite.rows import read_jsonl_rows
 
 TEMPERATURES = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0, "reasoning": 0.0,
                 "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0}
@@ -45,10 +45,6 @@ def parse_rating(judgement: str) -> float | None:
         return None
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def load_files(source: Any) -> tuple[list[dict], dict[str, dict], dict[int, list[str]]]:
     """Questions, judge prompts by name, GPT-4 reference answers by question id, from a prepared data folder
     (`mtbench/`) or a FastChat `llm_judge/data/mt_bench`-like folder (with `judge_prompts.jsonl` beside it)."""
@@ -60,8 +56,8 @@ def load_files(source: Any) -> tuple[list[dict], dict[str, dict], dict[int, list
     refs = {}
     ref_file = folder / "reference_answer" / "gpt-4.jsonl"
     if ref_file.is_file():
-        refs = {r["question_id"]: r["choices"][0]["turns"] for r in _jsonl(ref_file)}
-    return _jsonl(folder / "question.jsonl"), {p["name"]: p for p in _jsonl(judge_file)}, refs
+        refs = {r["question_id"]: r["choices"][0]["turns"] for r in read_jsonl_rows(ref_file)}
+    return read_jsonl_rows(folder / "question.jsonl"), {p["name"]: p for p in read_jsonl_rows(judge_file)}, refs
 
 
 @register
@@ -71,27 +67,37 @@ class MTBench(Benchmark):
 
     primary = ("score", "none")
 
-    def __init__(self, variant: str | None = None, judge: Any = None, max_new_tokens: int | None = None,
-                 **options: Any) -> None:
-        super().__init__(variant, **options)
+    needs_judge = True
+
+    def __init__(self, variant: str | None = None, judge: Any = None, max_new_tokens: int | None = None) -> None:
+        super().__init__(variant)
+        if max_new_tokens is not None and max_new_tokens < 1:
+            raise ConfigError(f"mtbench: max_new_tokens must be >= 1 (got {max_new_tokens})")
         self.judge = judge
         self.max_new_tokens = max_new_tokens or MAX_NEW_TOKENS
-        self.judge_prompts: dict[str, dict] = {}
-        self.references: dict[int, list[str]] = {}
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "max_new_tokens": self.max_new_tokens,
                 "judge": self.judge.identity() if self.judge else None}
 
     def load(self, source: Any = None, limit: int | None = None, seed: int | None = None) -> list[Item]:
+        """Each question with its GPT-4 reference answers as `target` (math, reasoning, coding) and the two
+        judge prompt templates of its category as `grading`."""
         if source is None:
             raise ConfigError("MT-Bench needs its data folder: run `evalsuite data prepare` or pass --data")
-        questions, self.judge_prompts, self.references = load_files(source)
+        questions, judge_prompts, references = load_files(source)
+        missing = sorted({f"{n}{t}" for n in ("single-v1", "single-math-v1") for t in ("", "-multi-turn")} - set(judge_prompts))
+        if missing:
+            raise ConfigError(f"MT-Bench judge_prompts.jsonl lacks FastChat's {', '.join(missing)} prompt(s)")
         items = []
         for q in questions:
-            if q["category"] in NEED_REF_CATS and q["question_id"] not in self.references:
+            needs_ref = q["category"] in NEED_REF_CATS
+            if needs_ref and q["question_id"] not in references:
                 raise ConfigError(f"MT-Bench question {q['question_id']} ({q['category']}) has no reference answer")
-            items.append(Item(f"mtbench/{q['question_id']}", q["category"], q, None))
+            name = "single-math-v1" if needs_ref else "single-v1"
+            templates = {1: judge_prompts[name], 2: judge_prompts[f"{name}-multi-turn"]}
+            items.append(Item(f"mtbench/{q['question_id']}", q["category"], q, references.get(q["question_id"]),
+                              grading={"judge_prompts": templates}))
         return subsample(items, lambda it: it.id, lambda it: it.subset, limit, seed)
 
     def _turn_request(self, item: Item, prompter: Prompter, answers: Sequence[str]) -> GenerationRequest:
@@ -119,12 +125,10 @@ class MTBench(Benchmark):
     def judge_messages(self, item: Item, answers: Sequence[str], turn: int) -> list[dict[str, str]]:
         """FastChat's single-answer grading conversation for `turn` (1 or 2)."""
         q = item.doc
-        math = q["category"] in NEED_REF_CATS
-        name = ("single-math-v1" if math else "single-v1") + ("-multi-turn" if turn == 2 else "")
-        template = self.judge_prompts[name]
+        template = item.grading["judge_prompts"][turn]
         kwargs: dict[str, str] = {}
-        if math:
-            ref = self.references[q["question_id"]]
+        if q["category"] in NEED_REF_CATS:
+            ref = item.target
             kwargs["ref_answer_1"] = ref[0]
             if turn == 2:
                 kwargs["ref_answer_2"] = ref[1]
@@ -151,7 +155,7 @@ class MTBench(Benchmark):
             for turn, rating in enumerate(ratings, 1):
                 metrics[f"score_turn{turn}"] = rating
             samples.append(Sample(
-                doc_id=i, item_id=item.id, perturbed=item.perturbed, subset=item.subset, doc=item.doc, target=self.references.get(item.doc["question_id"]),
+                doc_id=i, item_id=item.id, perturbed=item.perturbed, subset=item.subset, doc=item.doc, target=item.target,
                 arguments=[generation_arguments(r) for r in reqs], resps=[[a] for a in ans], filtered_resps=ratings,
                 filter="none", metrics=metrics, prompt_format=prompter.format,
                 extra={"judgements": [{"text": v.text, "attempts": v.attempts} for v in turn_verdicts],

@@ -9,21 +9,26 @@ of the doc's JSON (indent 2), of the first request's context, and of the target'
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-if TYPE_CHECKING:
-    from evalsuite.benchmarks.base import Sample
+from evalsuite.benchmarks.types import Sample
 
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def sample_record(sample: "Sample") -> dict[str, Any]:
-    from evalsuite.benchmarks.base import doc_json
+def doc_json(doc: dict[str, Any]) -> str:
+    """The doc as lm-eval hashes it (its own serialiser for numpy values and sets)."""
+    from lm_eval.utils import handle_non_serializable
 
+    return json.dumps(doc, indent=2, default=handle_non_serializable, ensure_ascii=False)
+
+
+def sample_record(sample: Sample) -> dict[str, Any]:
     first_context = sample.arguments[0][0] if sample.arguments else ""
     record = {
         "doc_id": sample.doc_id,
@@ -45,6 +50,8 @@ def sample_record(sample: "Sample") -> dict[str, Any]:
     if sample.perturbed is not None:
         p = sample.perturbed
         record["perturbation"] = {"kind": p.kind, "variant": p.variant, "severity": p.severity}
+    if sample.truncated_requests:
+        record["truncated_requests"] = sample.truncated_requests
     if sample.extra:
         record["extra"] = sample.extra
     return record
@@ -60,14 +67,17 @@ def mean_and_stderr(values: Sequence[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(var) / math.sqrt(n)
 
 
-def aggregate_samples(samples: Sequence["Sample"]) -> dict[str, dict[str, Any]]:
-    """`{"all": {"acc,none": .., "acc_stderr,none": .., "n": ..}, "<subset>": {...}}`: micro-averages over
-    every item, then per subset."""
+def aggregate_samples(samples: Sequence[Sample]) -> dict[str, dict[str, Any]]:
+    """`{"all": {"acc,none": .., "acc_stderr,none": .., "n": .., "truncated_requests": ..}, "<subset>": {...}}`:
+    micro-averages over every item, then per subset. `n` counts prompts asked (items × variants);
+    `truncated_requests` the requests whose prompt was cut to fit the model's context."""
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    counts: dict[str, set[tuple[str, int | None]]] = defaultdict(set)  # n: prompts asked (items × variants)
+    counts: dict[str, set[tuple[str, int | None]]] = defaultdict(set)
+    truncated: dict[str, dict[tuple[str, int | None], int]] = defaultdict(dict)
     for s in samples:
         for scope in ("all", s.subset):
-            counts[scope].add((s.item_id, s.perturbed.variant if s.perturbed is not None else None))
+            counts[scope].add((s.item_id, s.variant))
+            truncated[scope][(s.item_id, s.variant)] = s.truncated_requests  # once per prompt, not per filter
             for metric, value in s.metrics.items():
                 if isinstance(value, list):  # one value per instruction (IFEval) or turn (MT-Bench): pooled
                     if value:
@@ -75,7 +85,7 @@ def aggregate_samples(samples: Sequence["Sample"]) -> dict[str, dict[str, Any]]:
                 elif value is not None:
                     groups[scope][f"{metric},{s.filter}"].append(float(value))
     out: dict[str, dict[str, Any]] = {}
-    for scope in sorted(groups, key=lambda k: (k != "all", k)):
+    for scope in sorted(counts, key=lambda k: (k != "all", k)):  # every scope, even one with no value
         row: dict[str, Any] = {}
         for key, values in sorted(groups[scope].items()):
             metric, filt = key.split(",", 1)
@@ -83,5 +93,6 @@ def aggregate_samples(samples: Sequence["Sample"]) -> dict[str, dict[str, Any]]:
             row[key] = mean
             row[f"{metric}_stderr,{filt}"] = stderr
         row["n"] = len(counts[scope])
+        row["truncated_requests"] = sum(truncated[scope].values())
         out[scope] = row
     return out

@@ -8,29 +8,30 @@ Outputs in `out_dir`: `samples_<task>.jsonl` (one row per item and filter) and `
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from evalsuite.backends import GenerationRequest, LoglikelihoodRequest
-from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample
+from evalsuite.benchmarks.base import Benchmark, Request
 from evalsuite.benchmarks.prompting import Prompter
+from evalsuite.benchmarks.records import sample_record
+from evalsuite.benchmarks.types import BenchmarkResult, Item, Sample
+from evalsuite.errors import ConfigError
+from evalsuite.paths import atomic_write
 
-
-@dataclass
-class BenchmarkResult:
-    task: str
-    samples: list[Sample]
-    results: dict[str, dict[str, Any]]
+OTHER_FORMAT = {"plain": "chat_template", "chat_template": "plain"}
 
 
 def answer_requests(backend: Any, per_item: Sequence[Sequence[Request]], progress: bool = False) -> list[list[Any]]:
     """Every request answered, one backend call per request kind, regrouped per item."""
     flat = [(i, r) for i, reqs in enumerate(per_item) for r in reqs]
     answers: list[Any] = [None] * len(flat)
-    for kind, call in ((LoglikelihoodRequest, backend.loglikelihood), (GenerationRequest, backend.generate)):
+    for kind, method in ((LoglikelihoodRequest, "loglikelihood"), (GenerationRequest, "generate")):
         positions = [k for k, (_, r) in enumerate(flat) if isinstance(r, kind)]
         if positions:
+            call = getattr(backend, method)
             for k, answer in zip(positions, call([flat[k][1] for k in positions], progress=progress)):
                 answers[k] = answer
     grouped: list[list[Any]] = [[] for _ in per_item]
@@ -41,8 +42,8 @@ def answer_requests(backend: Any, per_item: Sequence[Sequence[Request]], progres
 
 def run_benchmark(benchmark: Benchmark, items: Sequence[Item], backend: Any, prompter: Prompter,
                   progress: bool = False) -> BenchmarkResult:
-    """Every item asked and scored; a variant that names its own prompt format (a `format` perturbation) is
-    asked in that format, the rest in `prompter`'s."""
+    """Every item asked and scored; a variant that names its own prompt format (a `template` perturbation) is
+    asked in that format, the rest in `prompter`'s. Aggregates come from all groups' samples together."""
     groups: dict[str, list[Item]] = {}
     for item in items:
         groups.setdefault(prompter_for(item, prompter).format, []).append(item)
@@ -52,9 +53,15 @@ def run_benchmark(benchmark: Benchmark, items: Sequence[Item], backend: Any, pro
     return BenchmarkResult(benchmark.task_name, samples, benchmark.aggregate(samples))
 
 
+def variant_format(item: Item, run_format: str) -> str:
+    """The prompt format an item is asked in: its variant's (`other`: the one that is not the run's), else the run's."""
+    fmt = item.perturbed.prompt_format if item.perturbed is not None and item.perturbed.prompt_format else run_format
+    return OTHER_FORMAT[run_format] if fmt == "other" else fmt
+
+
 def prompter_for(item: Item, prompter: Prompter) -> Prompter:
     """The run's prompter, or one in the prompt format the item's variant names."""
-    fmt = item.perturbed.prompt_format if item.perturbed is not None and item.perturbed.prompt_format else prompter.format
+    fmt = variant_format(item, prompter.format)
     return prompter if fmt == prompter.format else Prompter(fmt, prompter.tokenizer, prompter.fewshot_as_multiturn)  # type: ignore[arg-type]
 
 
@@ -70,43 +77,83 @@ def _ask_and_score(benchmark: Benchmark, items: Sequence[Item], backend: Any, pr
         for reqs, resps, new_reqs, new_resps in zip(requests, responses, more, answers):
             reqs.extend(new_reqs)
             resps.extend(new_resps)
-    return benchmark.score(items, requests, responses, prompter)
+    samples = benchmark.score(items, requests, responses, prompter)
+    cut = {(item.id, item.variant): sum(getattr(r, "truncated_tokens", 0) > 0 for r in resps)
+           for item, resps in zip(items, responses)}
+    for sample in samples:
+        sample.truncated_requests = cut.get((sample.item_id, sample.variant), 0)
+    return samples
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities as null (JSON has neither; e.g. a standard error over one item)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def write_result(result: BenchmarkResult, out_dir: Path, config: dict[str, Any]) -> tuple[Path, Path]:
-    """`samples_<task>.jsonl` and `results_<task>.json`, each written to a temp file and renamed."""
+    """`samples_<task>.jsonl` and `results_<task>.json`, each written atomically."""
     from evalsuite.manifest import library_versions
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     samples_path = out_dir / f"samples_{result.task}.jsonl"
     results_path = out_dir / f"results_{result.task}.json"
-    _atomic_write(samples_path, "".join(json.dumps(s.to_record(), ensure_ascii=False) + "\n" for s in result.samples))
+    atomic_write(samples_path, "".join(json.dumps(json_safe(sample_record(s)), ensure_ascii=False, allow_nan=False) + "\n"
+                                       for s in result.samples))
     results = {f"{result.task}:{k}" if k != "all" else result.task: v for k, v in result.results.items()}
     payload = {"results": results, "config": config, "versions": library_versions()}
-    _atomic_write(results_path, json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    atomic_write(results_path, json.dumps(json_safe(payload), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     return samples_path, results_path
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+@dataclass(frozen=True)
+class Prompting:
+    """How a checkpoint is prompted: the prompt format and whether raw prompts start with the BOS token."""
+
+    prompt_format: str
+    add_bos_token: bool
 
 
-def resolve_prompt_format(model_dir: Path | None, requested: str, log: Any = print) -> str:
-    """`auto`: the format recorded in the checkpoint's manifest (what it was trained with), else `plain`
-    (lm-eval's default). A named format wins, with a warning when it contradicts the manifest."""
+def checkpoint_prompting(model_dir: Path | None, requested: str, add_bos_token: bool | None = None,
+                         log: Any = print) -> Prompting:
+    """Evaluate a checkpoint the way it was trained. Format `auto`: the one in its manifest, else `plain`
+    (lm-eval's default); a named format wins, with a warning when it contradicts the manifest. BOS: the user's
+    `add_bos_token` if given; else, in the plain format, what training did (the manifest's `add_bos_token`; for
+    older plain-format cells, whether their tokenizer adds one, since plain training sequences were encoded with
+    the tokenizer's special tokens); else none (lm-eval's default; chat templates write their own)."""
+    from evalsuite.backends.loading import load_tokenizer
+    from evalsuite.backends.tokenization import tokenizer_adds_bos
     from evalsuite.manifest import read_manifest
 
     manifest = read_manifest(model_dir) if model_dir is not None and model_dir.is_dir() else None
     if requested == "auto":
-        if manifest is not None:
-            return manifest.prompt_format
-        log("prompt format: plain (lm-eval's default; no evalsuite.json names one, use --prompt-format to choose)")
-        return "plain"
-    if manifest is not None and manifest.prompt_format != requested:
-        log(f"warning: {model_dir} was trained with prompt format {manifest.prompt_format}, evaluating with {requested}")
-    return requested
+        if manifest is None:
+            log("prompt format: plain (lm-eval's default; no evalsuite.json names one, use --prompt-format to choose)")
+        fmt = manifest.prompt_format if manifest is not None else "plain"
+    else:
+        if manifest is not None and manifest.prompt_format != requested:
+            log(f"warning: {model_dir} was trained with prompt format {manifest.prompt_format}, evaluating with {requested}")
+        fmt = requested
+    trained_plain = manifest is not None and manifest.stage in ("sft", "dpo") and manifest.prompt_format == "plain"
+    trained_bos = None
+    if trained_plain and fmt == "plain":
+        trained_bos = getattr(manifest, "add_bos_token", None)
+        if trained_bos is None:
+            trained_bos = tokenizer_adds_bos(load_tokenizer(model_dir))
+    if add_bos_token is None:
+        return Prompting(fmt, bool(trained_bos))
+    if trained_bos is not None and trained_bos != add_bos_token:
+        log(f"warning: {model_dir} was trained {'with' if trained_bos else 'without'} a BOS token before each prompt; "
+            f"evaluating {'with' if add_bos_token else 'without'} one (add_bos_token: {str(add_bos_token).lower()})")
+    return Prompting(fmt, add_bos_token)
+
+
+def resolve_prompt_format(model_dir: Path | None, requested: str, log: Any = print) -> str:
+    return checkpoint_prompting(model_dir, requested, False, log).prompt_format
 
 
 def evaluate_model(
@@ -124,18 +171,27 @@ def evaluate_model(
     log: Any = print,
 ) -> dict[str, BenchmarkResult]:
     """Every benchmark in `specs` (`mmlu`, `bbh:cot`, ...) on one model; records and results in `out_dir`.
-    With a `store`, every answer is kept there and a re-run asks the model only for what is missing. With
-    `perturbed` (rows of `evalsuite perturb`), the items are asked in their variants instead, one result per
-    perturbation kind (`<task>@<kind>`)."""
-    from evalsuite.perturbing import perturbed_items, read_variant_rows
-
+    Benchmarks, data and judges are checked (and the items loaded) before the model is. With a `store`, every
+    answer is kept there and a re-run asks the model only for what is missing. With `perturbed` (rows of
+    `evalsuite perturb`), the items are asked in their variants instead, one result per perturbation kind
+    (`<task>@<kind>`)."""
     from evalsuite.backends import load_backend
     from evalsuite.benchmarks.registry import get_benchmark
+    from evalsuite.perturbing import perturbed_items, read_variant_rows
 
     variant_rows = read_variant_rows(perturbed) if perturbed is not None else None
-    model_path = Path(str(backend_config.model))
     benchmarks = [get_benchmark(spec, **(options or {}).get(spec.partition(":")[0], {})) for spec in specs]
-    fmt = resolve_prompt_format(model_path if model_path.is_dir() else None, prompt_format, log)
+    for bench in benchmarks:
+        if bench.needs_judge and getattr(bench, "judge", None) is None:
+            raise ConfigError(f"{bench.name} needs a judge: --judge-model (and --judge-base-url for a served one)")
+    loaded = []
+    for bench in benchmarks:
+        items = bench.load(data, limit=limit, seed=seed) if data else bench.load(limit=limit, seed=seed)
+        loaded.append((bench, items, bench.provenance(data) if data else bench.provenance()))
+    model_path = Path(str(backend_config.model))
+    explicit_bos = backend_config.add_bos_token if "add_bos_token" in backend_config.model_fields_set else None
+    how = checkpoint_prompting(model_path if model_path.is_dir() else None, prompt_format, explicit_bos, log)
+    backend_config = backend_config.model_copy(update={"add_bos_token": how.add_bos_token})
     results: dict[str, BenchmarkResult] = {}
     with load_backend(backend_config) as engine:
         backend: Any = engine
@@ -144,9 +200,8 @@ def evaluate_model(
             from evalsuite.store import RequestStore
 
             backend = StoredBackend(engine, RequestStore(store))
-        prompter = Prompter(fmt, backend.tokenizer)
-        for bench in benchmarks:
-            items = bench.load(data, limit=limit, seed=seed) if data else bench.load(limit=limit, seed=seed)
+        prompter = Prompter(how.prompt_format, backend.tokenizer)  # type: ignore[arg-type]
+        for bench, items, provenance in loaded:
             runs: list[tuple[str, Sequence[Item], dict[str, Any] | None]] = [(bench.task_name, items, None)]
             if variant_rows is not None:
                 runs = []
@@ -158,12 +213,15 @@ def evaluate_model(
                 if not runs:
                     log(f"{bench.task_name}: no row of {perturbed} is one of its items")
             for task, asked_items, pinfo in runs:
-                log(f"{task}: {len(asked_items)} items, prompt format {fmt}")
+                log(f"{task}: {len(asked_items)} items, prompt format {how.prompt_format}")
                 result = run_benchmark(bench, asked_items, backend, prompter, progress=True)
                 result.task = task
+                truncated = result.results["all"].get("truncated_requests", 0)
+                if truncated:
+                    log(f"warning: {task}: {truncated} request(s) had their prompt cut to fit the context window")
                 config = {"model": str(backend_config.model), "backend": backend_config.model_dump(mode="json"),
-                          "prompt_format": fmt, "data": data, "limit": limit, "seed": seed,
-                          "benchmark": bench.settings(), "perturbed": pinfo}
+                          "prompt_format": how.prompt_format, "data": data, "limit": limit, "seed": seed,
+                          "benchmark": {**bench.settings(), **provenance}, "perturbed": pinfo}
                 write_result(result, out_dir, config)
                 results[task] = result
         if store is not None:

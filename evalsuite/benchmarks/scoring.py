@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.backends import Generation
-from evalsuite.benchmarks.base import Item
 from evalsuite.benchmarks.prompting import Prompter
-from evalsuite.benchmarks.runner import BenchmarkResult
+from evalsuite.benchmarks.types import BenchmarkResult, Item
 from evalsuite.errors import ConfigError
 
 

@@ -125,13 +125,13 @@ def test_records_follow_lm_eval_and_aggregate_independently():
     from lm_eval.utils import hash_string
 
     from evalsuite.benchmarks.base import Sample, doc_json
-    from evalsuite.benchmarks.records import aggregate_samples
+    from evalsuite.benchmarks.records import aggregate_samples, sample_record
 
     values = [1, 0, 1, 1, 0, 1, 1]
     samples = [Sample(doc_id=k, item_id=f"s{k % 2}/{k}", subset=f"s{k % 2}", doc={"q": k}, target="A",
                       arguments=[[f"ctx {k}", " A"]], resps=[[[-1.0, True]]], filtered_resps=[[-1.0, True]],
                       filter="none", metrics={"acc": float(v)}, prompt_format="plain") for k, v in enumerate(values)]
-    record = samples[0].to_record()
+    record = sample_record(samples[0])
     assert list(record)[:11] == ["doc_id", "doc", "target", "arguments", "resps", "filtered_resps", "filter", "metrics",
                                  "doc_hash", "prompt_hash", "target_hash"]
     assert record["doc_hash"] == hash_string(json.dumps({"q": 0}, indent=2, ensure_ascii=False)) == hash_string(doc_json({"q": 0}))

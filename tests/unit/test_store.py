@@ -125,3 +125,59 @@ def test_store_rejects_nothing_silently(tmp_path):
     with pytest.raises(EvalsuiteError, match="not a readable request store"):
         RequestStore(junk)
     assert junk.read_bytes() == b"not a database at all" * 100  # untouched
+
+
+@pytest.mark.parametrize("overwrite", ["in_place", "copy_keeping_mtime", "rename_onto"])
+def test_weights_changed_in_place_are_never_answered_from_the_store(tiny_model_dir, tmp_path, overwrite):
+    """Re-training into the same folder or copying other weights over it, by any route (a write into the file,
+    `cp -p` which keeps the old mtime, an atomic rename): the folder's size and mtime can stay the same, but the
+    store must ask the new weights, and give their answers."""
+    from tests.conftest import build_tiny_model
+
+    store = RequestStore(tmp_path / "store.sqlite")
+    ckpt = tmp_path / "cell"
+    shutil.copytree(tiny_model_dir, ckpt)
+    other = build_tiny_model(tmp_path / "retrained", seed=7)
+    with load_backend(HFConfig(model=str(ckpt), dtype="float32")) as a:
+        old = StoredBackend(a, store).generate(_requests())
+    weights, new = ckpt / "model.safetensors", other / "model.safetensors"
+    stat = weights.stat()
+    if overwrite == "in_place":
+        weights.write_bytes(new.read_bytes())
+    elif overwrite == "copy_keeping_mtime":
+        shutil.copyfile(new, weights)
+        os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    else:
+        shutil.copyfile(new, ckpt / "tmp.bin")
+        os.replace(ckpt / "tmp.bin", weights)
+    assert weights.stat().st_size == stat.st_size
+    with load_backend(HFConfig(model=str(ckpt), dtype="float32")) as b:
+        s = StoredBackend(b, store)
+        answers = s.generate(_requests())
+        assert s.answered == 12 and answers == b.generate(_requests()) and answers != old
+
+
+def test_tokenizer_chat_template_and_generation_config_are_part_of_the_identity(tiny_model_dir, tmp_path):
+    """The model identity covers the tokenizer files (the chat template lives in tokenizer_config.json),
+    generation_config.json and a tokenizer override, not only the weights."""
+    import json
+
+    from evalsuite.store import model_identity
+
+    store = RequestStore(tmp_path / "store.sqlite")
+    ckpt = tmp_path / "cell"
+    shutil.copytree(tiny_model_dir, ckpt)
+    config = HFConfig(model=str(ckpt))
+    seen = {model_identity(config, store)}
+    tok_config = ckpt / "tokenizer_config.json"
+    data = json.loads(tok_config.read_text())
+    data["chat_template"] = "{{ messages[0]['content'] }}"
+    tok_config.write_text(json.dumps(data))
+    seen.add(model_identity(config, store))
+    (ckpt / "generation_config.json").write_text(json.dumps({"do_sample": False, "eos_token_id": 2}))
+    seen.add(model_identity(config, store))
+    seen.add(model_identity(HFConfig(model=str(ckpt), tokenizer=str(tiny_model_dir)), store))
+    assert len(seen) == 4
+    moved = tmp_path / "moved"
+    shutil.copytree(ckpt, moved)
+    assert model_identity(HFConfig(model=str(moved)), store) == model_identity(config, store)  # a move keeps it

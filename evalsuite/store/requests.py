@@ -1,10 +1,11 @@
 """The durable request store: every answered model request, kept so that no request is ever paid for twice.
 
 One SQLite file (WAL journal, `synchronous=FULL`). A row is one answered request, keyed by
-sha256(model fingerprint, backend identity, request kind, request content). Answers are written in batches,
-each batch one transaction: a `kill -9` at any moment loses at most the batch being answered; the file is
-never left half-written (SQLite's journal rolls an interrupted transaction back on the next open), and
-the key is the primary key (`INSERT OR IGNORE`), so a re-run never duplicates a row.
+sha256(model identity, backend identity, request kind, request content) — the model identity covers every
+file that can change an answer (`evalsuite.store.identity`). Answers are written in batches, each batch one
+transaction: a `kill -9` at any moment loses at most the batch being answered; the file is never left
+half-written (SQLite's journal rolls an interrupted transaction back on the next open), and the key is the
+primary key (`INSERT OR IGNORE`), so a re-run never duplicates a row.
 
 Why SQLite rather than an append-only JSONL log: atomic multi-row commits and crash recovery come with the
 engine (a log needs its own torn-tail repair and fsync discipline), lookups by key are indexed instead of
@@ -15,24 +16,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
+
+from evalsuite.store.sqlite import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     key TEXT PRIMARY KEY,
-    model TEXT NOT NULL,        -- the model's fingerprint
+    model TEXT NOT NULL,        -- the model's identity
     backend TEXT NOT NULL,      -- the backend identity (JSON)
     kind TEXT NOT NULL,         -- generate | loglikelihood | score
     request TEXT NOT NULL,      -- the request (JSON)
     response TEXT NOT NULL,     -- the answer (JSON)
     created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS fingerprints (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, fingerprint TEXT NOT NULL
 );
 """
 
@@ -42,33 +40,18 @@ def canonical(value: Any) -> str:
 
 
 def request_key(model: str, backend: str, kind: str, request: str) -> str:
-    """sha256 over the model fingerprint and the canonical JSON of the backend identity and the request."""
+    """sha256 over the model identity and the canonical JSON of the backend identity and the request."""
     return hashlib.sha256("\x1f".join((model, backend, kind, request)).encode("utf-8")).hexdigest()
 
 
-class RequestStore:
+class RequestStore(Database):
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with closing(self._connect()) as db, db:
-                db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:  # left as it is: it may be someone's data
-            from evalsuite.errors import EvalsuiteError
-
-            raise EvalsuiteError(f"{self.path} is not a readable request store ({exc}); move it away or "
-                                 "choose another path") from None
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=120)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # a committed batch survives power loss, not only kill -9
-        return db
+        super().__init__(path, SCHEMA, what="request store", durable=True)
 
     def get(self, keys: Sequence[str]) -> dict[str, str]:
         """Stored responses (JSON text) for the keys that have one."""
         found: dict[str, str] = {}
-        with closing(self._connect()) as db:
+        with self.read() as db:
             for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
                 chunk = list(keys[start:start + 500])
                 marks = ",".join("?" * len(chunk))
@@ -78,30 +61,17 @@ class RequestStore:
     def put(self, rows: Iterable[tuple[str, str, str, str, str, str]]) -> None:
         """(key, model, backend, kind, request, response) rows, all in one transaction."""
         now = time.time()
-        with closing(self._connect()) as db, db:
+        with self.write() as db:
             db.executemany("INSERT OR IGNORE INTO requests (key, model, backend, kind, request, response, created) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)", [(*r, now) for r in rows])
 
     def count(self) -> int:
-        with closing(self._connect()) as db:
+        with self.read() as db:
             return int(db.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
 
     def rows(self) -> Iterator[dict[str, Any]]:
-        with closing(self._connect()) as db:
+        with self.read() as db:
             cur = db.execute("SELECT key, model, backend, kind, request, response, created FROM requests ORDER BY rowid")
             for key, model, backend, kind, request, response, created in cur:
                 yield {"key": key, "model": model, "backend": json.loads(backend), "kind": kind,
                        "request": json.loads(request), "response": json.loads(response), "created": created}
-
-    def fingerprint(self, path: Path, compute: Any) -> str:
-        """`compute(path)`, remembered by (path, size, mtime) so a large checkpoint is hashed once."""
-        stat = path.stat()
-        with closing(self._connect()) as db, db:
-            row = db.execute("SELECT size, mtime_ns, fingerprint FROM fingerprints WHERE path = ?", (str(path),)).fetchone()
-            if row and row[0] == stat.st_size and row[1] == stat.st_mtime_ns:
-                return str(row[2])
-        value = compute(path)
-        with closing(self._connect()) as db, db:
-            db.execute("INSERT OR REPLACE INTO fingerprints VALUES (?, ?, ?, ?)",
-                       (str(path), stat.st_size, stat.st_mtime_ns, value))
-        return value
