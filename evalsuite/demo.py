@@ -143,7 +143,7 @@ def score_cell(cell: CellResult, dtype: str) -> dict[str, Any]:
     metrics = cell.manifest.metrics
     return {
         "cell": cell.path.name, "stage": cell.manifest.stage, "path": str(cell.path),
-        "final_loss": metrics.get("final_loss", metrics.get("train_loss")),
+        "final_loss": metrics.get("final_loss"),  # the last step's loss (None in manifests that predate it)
         "reward_accuracy": metrics.get("reward_accuracy"), "reward_margin": metrics.get("reward_margin"),
         "mcq_accuracy": sum(r["correct"] for r in rows) / len(rows),
         "mean_gold_logprob": sum(r["logprobs"][g] for r, (_, _, g) in zip(rows, DEMO_MCQ)) / len(rows),

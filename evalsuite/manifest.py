@@ -8,8 +8,6 @@ to `hyperparameters` and `metrics`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -19,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evalsuite import __version__
 from evalsuite.errors import CheckpointError
+from evalsuite.paths import atomic_write
 
 MANIFEST_NAME = "evalsuite.json"
 FORMAT_VERSION = 1
@@ -55,6 +54,9 @@ class CheckpointManifest(BaseModel):
     base_model: str
     parent: str | None = None
     prompt_format: PromptFormat
+    # Whether prompts were tokenised with the tokenizer's BOS token first (the plain format with a BOS-adding
+    # tokenizer); evaluation must do the same. None: not recorded (manifests older than this field).
+    add_bos_token: bool | None = None
     dtype: str
     source: dict[str, Any] = Field(default_factory=dict)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
@@ -64,15 +66,9 @@ class CheckpointManifest(BaseModel):
 
 
 def write_manifest(directory: str | Path, manifest: CheckpointManifest) -> Path:
-    """Write atomically (temp file + rename) so a crash never leaves a half-written manifest."""
-    directory = Path(directory)
-    path = directory / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".evalsuite-", suffix=".json")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(manifest.model_dump(mode="json"), fh, indent=2, sort_keys=True)
-        fh.write("\n")
-    os.replace(tmp, path)
-    return path
+    """Write atomically so a crash never leaves a half-written manifest."""
+    text = json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    return atomic_write(Path(directory) / MANIFEST_NAME, text)
 
 
 def read_manifest(directory: str | Path) -> CheckpointManifest | None:

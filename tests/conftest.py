@@ -59,6 +59,21 @@ def build_tiny_model(directory: Path, seed: int = 0, max_positions: int = 128) -
     return directory
 
 
+def bos_model_dir(directory: Path) -> Path:
+    """The tiny Llama whose fast tokenizer prepends its BOS token when asked for special tokens, as Llama's and
+    Mistral's do (the shared tiny tokenizer and SmolLM2's never do)."""
+    from tokenizers import processors
+    from transformers import AutoTokenizer
+
+    build_tiny_model(directory)
+    tok = AutoTokenizer.from_pretrained(directory)
+    bos = tok.bos_token
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", pair=f"{bos} $A {bos} $B", special_tokens=[(bos, tok.bos_token_id)])
+    tok.save_pretrained(str(directory))
+    return directory
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from evalsuite.errors import ConfigError
+from evalsuite.paths import ensure_output_dir
 
 app = typer.Typer(help="Fine-tune with the WIT loss (sft: one cell, grid: a (λp, λr) grid), then DPO on each cell (dpo).",
                   no_args_is_help=True)
@@ -38,8 +39,14 @@ def _load(config: Path | None, out: Path | None, overrides: list[str] | None):
     return load_sft_config(config, extra)
 
 
+def _writable(output_dir: Path, out: Path | None) -> None:
+    """Fail in one line before any model loads when the output folder cannot be written."""
+    ensure_output_dir(output_dir, "--out" if out is not None else "output_dir")
+
+
 def _summary(results: list) -> None:
-    table = Table("cell", "stage", "status", "loss", "steps", "reward acc", "reward margin", "wall s")
+    # The last logged step loss for both stages (`train_loss` is the mean over the run); "-" when not recorded.
+    table = Table("cell", "stage", "status", "final loss", "steps", "reward acc", "reward margin", "wall s")
     table.add_column("path", overflow="fold")
 
     def fmt(value: object) -> str:
@@ -48,7 +55,7 @@ def _summary(results: list) -> None:
     for r in results:
         m = r.manifest.metrics
         table.add_row(r.path.name, r.manifest.stage, "skipped" if r.skipped else "trained",
-                      fmt(m.get("final_loss", m.get("train_loss"))), fmt(m.get("steps")), fmt(m.get("reward_accuracy")),
+                      fmt(m.get("final_loss")), fmt(m.get("steps")), fmt(m.get("reward_accuracy")),
                       fmt(m.get("reward_margin")), fmt(m.get("wall_time_s")), escape(str(r.path)))
     console.print(table)
 
@@ -63,12 +70,14 @@ def sft(
     overrides: OverridesArg = None,
 ) -> None:
     """Train one cell into OUT/sft/lp{λp}_lr{λr}/ (skipped if done, resumed if interrupted)."""
-    from evalsuite.training.sft import train_cell
-
     extra = list(overrides or [])
     extra += [f"lambda_p={lambda_p}"] if lambda_p is not None else []
     extra += [f"lambda_r={lambda_r}"] if lambda_r is not None else []
-    _summary([train_cell(_load(config, out, extra), force=force, log=_log)])
+    run = _load(config, out, extra)
+    _writable(run.output_dir, out)
+    from evalsuite.training.sft import train_cell  # torch and transformers: only once the input is known good
+
+    _summary([train_cell(run, force=force, log=_log)])
 
 
 @app.command("grid")
@@ -87,7 +96,6 @@ def grid(
     one resumes."""
     from evalsuite.training.config import load_run_config, paper_grid, parse_cells
     from evalsuite.training.dpo import DPORunConfig, train_dpo_grid
-    from evalsuite.training.sft import train_grid
 
     sft_over, dpo_over = split_dpo_overrides(overrides)
     if dpo_over and not (dpo or dpo_config):
@@ -99,6 +107,11 @@ def grid(
         if "output_dir" not in dpo_run.model_fields_set or out is not None:
             dpo_run = dpo_run.model_copy(update={"output_dir": run.output_dir})
     chosen = parse_cells(cells) if cells else paper_grid()
+    _writable(run.output_dir, out)
+    if dpo_run is not None:
+        _writable(dpo_run.output_dir, out)
+    from evalsuite.training.sft import train_grid  # torch and transformers: only once the input is known good
+
     results = train_grid(run, chosen, force=force, log=_log)
     if dpo_run is not None:
         results += train_dpo_grid(dpo_run, run.output_dir, chosen, force=force, log=_log)
@@ -134,4 +147,5 @@ def dpo(
     if "output_dir" not in run.model_fields_set:  # default: beside the SFT cells, OUT/sft -> OUT/dpo
         run = run.model_copy(update={"output_dir": sft_root(from_dir).parent})
     chosen = parse_cells(cells) if cells else None
+    _writable(run.output_dir, out)
     _summary(train_dpo_grid(run, from_dir, chosen, force=force, log=_log))

@@ -100,11 +100,16 @@ class SFTRunConfig(BaseModel):
     def _check_lr(cls, v: float) -> float:
         return _lambda(v, "lambda_r")
 
+    @field_validator("training")
+    @classmethod
+    def _check_training(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_training_fields(value)  # a field check, so its problems are reported with the other fields'
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> "SFTRunConfig":
         if self.lambda_p == 0 and self.lambda_r == 0:
             raise ValueError("lambda_p and lambda_r are both 0: no token would be trained")
-        check_training_fields(self.training)
         return self
 
     def training_args(self) -> dict[str, Any]:
@@ -116,18 +121,22 @@ class SFTRunConfig(BaseModel):
 
 def check_training_fields(training: dict[str, Any], config_cls: type | None = None,
                           reserved: dict[str, str] | None = None) -> None:
-    """Every `training:` key must be a field of `config_cls` (default WITConfig) and not one evalsuite sets."""
+    """Every `training:` key must be a field of `config_cls` (default WITConfig) and not one evalsuite sets;
+    one ValueError names every key that is not."""
     if config_cls is None:
         from evalsuite.training.trainer import WITConfig as config_cls
     reserved = RESERVED_TRAINING_FIELDS if reserved is None else reserved
     known = {f.name for f in dataclasses.fields(config_cls)}
+    problems = []
     for key in training:
         if key in reserved:
-            raise ValueError(f"training.{key} is set by evalsuite: use {reserved[key]} instead")
-        if key not in known:
+            problems.append(f"training.{key} is set by evalsuite: use {reserved[key]} instead")
+        elif key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ValueError(f"training.{key} is not a {config_cls.__name__}/TrainingArguments field{hint}")
+            problems.append(f"training.{key} is not a {config_cls.__name__}/TrainingArguments field{hint}")
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def cell_name(lambda_p: float, lambda_r: float) -> str:
@@ -141,22 +150,31 @@ def paper_grid() -> list[tuple[float, float]]:
 
 
 def parse_cells(spec: str) -> list[tuple[float, float]]:
-    """`"0:1,0.2:1,1:1"` (or `lp0_lr1,...`) → [(0, 1), (0.2, 1), (1, 1)]."""
-    cells = []
+    """`"0:1,0.2:1,1:1"` (or `lp0_lr1,...`) → [(0, 1), (0.2, 1), (1, 1)]. One error names every bad cell."""
+    cells, problems = [], []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
-        text = part.replace("lp", "").replace("_lr", ":")
         try:
-            lp, lr = (float(x) for x in text.split(":"))
-            cells.append((_lambda(lp, "lambda_p"), _lambda(lr, "lambda_r")))
+            cells.append(_parse_cell(part))
         except ValueError as exc:
-            raise ConfigError(f"bad cell {part!r}: write cells as LP:LR, e.g. 0.2:1 ({exc})") from exc
-        if cells[-1] == (0.0, 0.0):
-            raise ConfigError("cell 0:0 trains no token")
+            problems.append(f"bad cell {part!r}: {exc}")
+    if problems:
+        raise ConfigError("; ".join(problems))
     if not cells:
         raise ConfigError(f"no cells in {spec!r}")
     return list(dict.fromkeys(cells))
+
+
+def _parse_cell(part: str) -> tuple[float, float]:
+    try:
+        lp, lr = (float(x) for x in part.replace("lp", "").replace("_lr", ":").split(":"))
+    except ValueError:
+        raise ValueError("write cells as LP:LR, e.g. 0.2:1") from None
+    cell = (_lambda(lp, "lambda_p"), _lambda(lr, "lambda_r"))
+    if cell == (0.0, 0.0):
+        raise ValueError("trains no token")
+    return cell
 
 
 def apply_override(data: dict[str, Any], override: str) -> None:
@@ -174,14 +192,22 @@ def apply_override(data: dict[str, Any], override: str) -> None:
 
 
 def load_run_config(cls: type[ModelT], path: Path | None, overrides: list[str] | None = None) -> ModelT:
-    """A run config of type `cls` from an optional YAML file plus KEY=VALUE overrides."""
+    """A run config of type `cls` from an optional YAML file plus KEY=VALUE overrides. One error names every
+    malformed override and every invalid field."""
     data = load_config_file(path) if path is not None else {}
+    problems = []
     for override in overrides or []:
-        apply_override(data, override)
+        try:
+            apply_override(data, override)
+        except ConfigError as exc:
+            problems.append(str(exc))
     try:
-        return cls.model_validate(data)
+        config = cls.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid config{f' {path}' if path else ''}: {validation_problems(exc, 'config')}") from None
+        problems.append(validation_problems(exc, "config"))
+    if problems:
+        raise ConfigError(f"invalid config{f' {path}' if path else ''}: {'; '.join(problems)}") from None
+    return config
 
 
 def load_sft_config(path: Path | None, overrides: list[str] | None = None) -> SFTRunConfig:

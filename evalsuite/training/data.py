@@ -33,7 +33,7 @@ from typing import Any, Callable, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalsuite.errors import ConfigError
-from evalsuite.rows import read_rows
+from evalsuite.rows import read_located_rows
 
 DataFormat = Literal["auto", "alpaca", "prompt_response", "messages"]
 PromptFormat = Literal["chat_template", "plain"]
@@ -110,9 +110,10 @@ PreparedData = Prepared[EncodedPair]
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def load_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
-    """The raw rows of a local file, a local dataset folder, or a hub dataset."""
-    return read_rows(spec.path, spec.split, limit=spec.limit)
+def load_rows(spec: DatasetSpec) -> tuple[list[dict[str, Any]], list[str]]:
+    """The raw rows of a local file, a local dataset folder, or a hub dataset, and where each is ("line 7" in
+    a JSONL file, else "row 6") for error messages."""
+    return read_located_rows(spec.path, spec.split, limit=spec.limit)
 
 
 def detect_format(columns: set[str], spec: DatasetSpec) -> DataFormat:
@@ -185,9 +186,21 @@ def row_to_pair(row: dict[str, Any], fmt: DataFormat, columns: list[str]) -> Pai
     return Pair(prompt, as_text(response_value, columns[1]))
 
 
-def load_pairs(spec: DatasetSpec) -> tuple[list[Pair], list[str]]:
+RowT = TypeVar("RowT")
+
+
+@dataclass
+class Parsed(Generic[RowT]):
+    """The rows that parsed, where each came from, and a description of each row that did not."""
+
+    items: list[RowT]
+    where: list[str]  # "line 7" (JSONL) or "row 6", one per item
+    bad: list[str] = field(default_factory=list)
+
+
+def parse_pairs(spec: DatasetSpec) -> Parsed[Pair]:
     """All good pairs and a description of each bad row (an error unless `on_bad_rows: skip`)."""
-    rows = load_rows(spec)
+    rows, where = load_rows(spec)
     if not rows:
         raise ConfigError(f"dataset {spec.path!r} has no rows")
     columns = set(rows[0])
@@ -196,27 +209,32 @@ def load_pairs(spec: DatasetSpec) -> tuple[list[Pair], list[str]]:
     missing = [c for c in needed if c not in columns]
     if missing:
         raise ConfigError(f"dataset {spec.path!r} ({fmt} format) is missing column(s) {missing}; it has {sorted(columns)}")
-    return parse_rows(spec, rows, lambda row: row_to_pair(row, fmt, needed), "dataset")
+    return parse_rows(spec, rows, where, lambda row: row_to_pair(row, fmt, needed), "dataset")
 
 
-RowT = TypeVar("RowT")
+def load_pairs(spec: DatasetSpec) -> tuple[list[Pair], list[str]]:
+    """`parse_pairs` without the locations: the good pairs and the bad-row descriptions."""
+    parsed = parse_pairs(spec)
+    return parsed.items, parsed.bad
 
 
 def parse_rows(
-    spec: DatasetSpec, rows: list[dict[str, Any]], parse: Callable[[dict[str, Any]], RowT], what: str
-) -> tuple[list[RowT], list[str]]:
-    """Parse every row; rows `parse` rejects (ValueError) are an error naming them, or with
+    spec: DatasetSpec, rows: list[dict[str, Any]], where: list[str], parse: Callable[[dict[str, Any]], RowT], what: str
+) -> Parsed[RowT]:
+    """Parse every row; rows `parse` rejects (ValueError) are an error naming where they are, or with
     `on_bad_rows: skip` returned as descriptions."""
-    parsed, bad = [], []
-    for i, row in enumerate(rows):
+    parsed: Parsed[RowT] = Parsed([], [])
+    for row, place in zip(rows, where):
         try:
-            parsed.append(parse(row))
+            parsed.items.append(parse(row))
+            parsed.where.append(place)
         except ValueError as exc:
-            bad.append(f"row {i}: {exc}")
-    if bad and spec.on_bad_rows == "error":
+            parsed.bad.append(f"{place}: {exc}")
+    if parsed.bad and spec.on_bad_rows == "error":
+        bad = parsed.bad
         shown = "; ".join(bad[:5]) + (f"; ... ({len(bad)} bad rows)" if len(bad) > 5 else "")
         raise ConfigError(f"{what} {spec.path!r} has bad rows: {shown} (set dataset.on_bad_rows: skip to drop them)")
-    return parsed, bad
+    return parsed
 
 
 # ------------------------------------------------------------------------------------------- formatting
@@ -246,10 +264,22 @@ def prompt_token_mask(offsets: list[tuple[int, int]], boundary: int) -> list[boo
     return mask
 
 
+def adds_special_tokens(prompt_format: PromptFormat) -> bool:
+    """The chat template writes its own special tokens; the plain format gets the tokenizer's usual ones (BOS)."""
+    return prompt_format == "plain"
+
+
+def adds_bos(tokenizer: Any, prompt_format: PromptFormat) -> bool:
+    """Whether training text in `prompt_format` starts with the tokenizer's BOS token: the plain format with
+    a tokenizer that prepends BOS (Llama, Mistral), as the manifest records for evaluation to match."""
+    from evalsuite.backends.tokenization import tokenizer_adds_bos
+
+    return adds_special_tokens(prompt_format) and tokenizer_adds_bos(tokenizer)
+
+
 def encode_pair(pair: Pair, tokenizer: Any, prompt_format: PromptFormat) -> EncodedPair:
     text, boundary = render(pair, tokenizer, prompt_format)
-    # The chat template writes its own special tokens; the plain format gets the tokenizer's usual ones (BOS).
-    enc = tokenizer(text, add_special_tokens=prompt_format == "plain", return_offsets_mapping=True)
+    enc = tokenizer(text, add_special_tokens=adds_special_tokens(prompt_format), return_offsets_mapping=True)
     mask = prompt_token_mask([tuple(o) for o in enc["offset_mapping"]], boundary)
     encoded = EncodedPair(list(enc["input_ids"]), mask)
     if encoded.n_prompt == 0 or encoded.n_response == 0:
@@ -291,23 +321,24 @@ PairT = TypeVar("PairT")
 
 def encode_all(
     spec: DatasetSpec,
-    pairs: list[PairT],
-    bad: list[str],
+    parsed: Parsed[PairT],
     encode: Callable[[PairT], ExampleT],
     admit: Callable[[ExampleT], tuple[ExampleT | None, str]],
     reasons: tuple[str, ...],
-) -> tuple[list[PairT], list[ExampleT], dict[str, int]]:
-    """Encode every pair; a pair that cannot be formatted is an error (or, with `on_bad_rows: skip`, a
-    counted bad row); `admit` keeps an example (maybe changed) or names the count it is dropped under."""
-    stats = {"rows": len(pairs) + len(bad), "bad_rows": len(bad), **{r: 0 for r in reasons}}
+) -> tuple[list[PairT], list[ExampleT], dict[str, int], list[str]]:
+    """Encode every pair; a pair that cannot be formatted is an error naming its row (or, with
+    `on_bad_rows: skip`, a counted bad row); `admit` keeps an example (maybe changed) or names the count it
+    is dropped under. Returns the kept pairs, their examples, the counts and every bad row."""
+    bad = list(parsed.bad)
+    stats = {"rows": len(parsed.items) + len(bad), "bad_rows": len(bad), **{r: 0 for r in reasons}}
     kept, examples = [], []
-    for i, pair in enumerate(pairs):
+    for pair, place in zip(parsed.items, parsed.where):
         try:
             encoded = encode(pair)
         except ValueError as exc:
             if spec.on_bad_rows == "error":
-                raise ConfigError(f"dataset {spec.path!r}: pair {i} cannot be formatted: {exc}") from exc
-            bad.append(f"pair {i}: {exc}")
+                raise ConfigError(f"dataset {spec.path!r}: {place} cannot be formatted: {exc}") from exc
+            bad.append(f"{place}: {exc}")
             stats["bad_rows"] += 1
             continue
         admitted, reason = admit(encoded)
@@ -319,7 +350,7 @@ def encode_all(
     stats["examples"] = len(examples)
     if not examples:
         raise ConfigError(f"no training examples left after filtering: {stats}")
-    return kept, examples, stats
+    return kept, examples, stats, bad
 
 
 def prepare_data(
@@ -330,7 +361,7 @@ def prepare_data(
         raise ConfigError("WIT training needs a fast tokenizer (it reads token offsets to find the prompt/response boundary)")
     if prompt_format == "chat_template" and not getattr(tokenizer, "chat_template", None):
         raise ConfigError("the tokenizer has no chat template: set prompt_format: plain")
-    pairs, bad = load_pairs(spec)
+    parsed = parse_pairs(spec)
 
     def admit(encoded: EncodedPair) -> tuple[EncodedPair | None, str]:
         encoded = truncate(encoded, max_length, truncation)
@@ -338,8 +369,8 @@ def prepare_data(
             return None, "too_long"
         return (encoded, "") if keep_for_split(encoded, spec.completion_split) else (None, "filtered_by_split")
 
-    kept_pairs, examples, stats = encode_all(
-        spec, pairs, bad, lambda pair: encode_pair(pair, tokenizer, prompt_format), admit, ("too_long", "filtered_by_split")
+    kept_pairs, examples, stats, bad = encode_all(
+        spec, parsed, lambda pair: encode_pair(pair, tokenizer, prompt_format), admit, ("too_long", "filtered_by_split")
     )
     stats["prompt_tokens"] = sum(e.n_prompt for e in examples)
     stats["response_tokens"] = sum(e.n_response for e in examples)

@@ -9,26 +9,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from evalsuite.errors import ConfigError
 from evalsuite.manifest import CheckpointManifest, read_manifest
 from evalsuite.models.checkpoint import CHECKPOINT_FILE_SUFFIXES, check_checkpoint_dir
 from evalsuite.paths import fingerprint_dir
-from evalsuite.training.cells import (
-    CellDirs,
-    CellResult,
-    Log,
-    WallClock,
-    finished,
-    prepare_work_dir,
-    run_key,
-    train_and_publish,
-)
 from evalsuite.training.config import LoraSpec, Precision, check_training_fields
-from evalsuite.training.data import DEMO_INSTRUCTIONS, DatasetSpec
+from evalsuite.training.data import DEMO_INSTRUCTIONS, DatasetSpec, adds_bos
+
+if TYPE_CHECKING:  # the cell machinery imports torch and transformers: not needed to validate a config
+    from evalsuite.training.cells import CellResult, Log
 
 # Written by scripts/make_demo_data.py: correct-vs-wrong and constraint-following-vs-violating pairs.
 DEMO_PREFERENCES = DEMO_INSTRUCTIONS.with_name("demo_preferences.jsonl")
@@ -83,12 +76,13 @@ class DPORunConfig(BaseModel):
             return {**value, "path": str(DEMO_PREFERENCES)}
         return value
 
-    @model_validator(mode="after")
-    def _check(self) -> "DPORunConfig":
+    @field_validator("training")
+    @classmethod
+    def _check_training(cls, value: dict[str, Any]) -> dict[str, Any]:
         from trl import DPOConfig
 
-        check_training_fields(self.training, DPOConfig, RESERVED_DPO_FIELDS)
-        return self
+        check_training_fields(value, DPOConfig, RESERVED_DPO_FIELDS)
+        return value
 
     def training_args(self) -> dict[str, Any]:
         return {**PAPER_DPO_DEFAULTS, **self.training}
@@ -111,12 +105,20 @@ def train_dpo_cell(
 ) -> CellResult:
     from trl import DPOConfig
 
+    from evalsuite.training.cells import (
+        CellDirs,
+        CellPlan,
+        device_defaults,
+        gradient_accumulation,
+        run_cell,
+        run_key,
+        run_metrics,
+        trainer_settings,
+    )
     from evalsuite.training.dpo_trainer import EvalsuiteDPOTrainer
     from evalsuite.training.preference import prepare_preferences
     from evalsuite.training.sft import (
         DTYPE_NAMES,
-        _json_safe,
-        device_defaults,
         load_model,
         load_tokenizer,
         lora_config,
@@ -130,52 +132,45 @@ def train_dpo_cell(
     dirs = CellDirs.of(config.output_dir, "dpo", sft_cell.name)
     key = run_key({**config.model_dump(mode="json", exclude={"output_dir"}), "parent_fingerprint": parent_fp,
                    "data_fingerprint": data.fingerprint})
-    if (done := finished(dirs, key, force=force, retrain_changed=retrain_changed, log=log)) is not None:
-        return done
-
-    resume = prepare_work_dir(dirs.work, key, fresh=force, replace_changed=retrain_changed)
     dtype, autocast = torch_dtype_and_autocast(config.precision)
-    per_step = config.training_args()["per_device_train_batch_size"]
-    if config.global_batch_size % per_step:
-        raise ConfigError(f"global_batch_size {config.global_batch_size} is not a multiple of {per_step}")
-    args = DPOConfig(
-        output_dir=str(dirs.work), seed=config.seed, data_seed=config.seed, beta=config.beta, max_length=None,
-        bf16=autocast, precompute_ref_log_probs=config.precompute_ref_log_probs,
-        gradient_accumulation_steps=config.global_batch_size // per_step,
-        **{**device_defaults(), **config.training_args()},
-    )
-    model = load_model(sft_cell, dtype, config.trust_remote_code)
-    # Reference = the SFT cell: a frozen copy, or (LoRA) the same weights with the adapter disabled. With
-    # precomputed reference log-probs TRL scores the data with the untrained policy first, so no copy is kept.
-    keep_ref = config.lora is None and not config.precompute_ref_log_probs
-    ref = load_model(sft_cell, dtype, config.trust_remote_code) if keep_ref else None
-    wall = WallClock(dirs.work)
-    trainer = EvalsuiteDPOTrainer(model, ref_model=ref, args=args, train_dataset=data.to_dataset(),
-                                  processing_class=tokenizer, peft_config=lora_config(config.lora), callbacks=[wall])
-    log(f"{dirs.label}: DPO on {len(data.examples)} pairs" + (f", resuming from {resume.name}" if resume else ""))
 
-    def manifest(result: Any, elapsed: float) -> CheckpointManifest:
+    def trainer(callbacks: list[Any]) -> EvalsuiteDPOTrainer:
+        args = DPOConfig(
+            output_dir=str(dirs.work), seed=config.seed, data_seed=config.seed, beta=config.beta, max_length=None,
+            bf16=autocast, precompute_ref_log_probs=config.precompute_ref_log_probs,
+            gradient_accumulation_steps=gradient_accumulation(config),
+            **{**device_defaults(), **config.training_args()},
+        )
+        model = load_model(sft_cell, dtype, config.trust_remote_code)
+        # Reference = the SFT cell: a frozen copy, or (LoRA) the same weights with the adapter disabled. With
+        # precomputed reference log-probs TRL scores the data with the untrained policy first, so no copy is kept.
+        keep_ref = config.lora is None and not config.precompute_ref_log_probs
+        ref = load_model(sft_cell, dtype, config.trust_remote_code) if keep_ref else None
+        return EvalsuiteDPOTrainer(model, ref_model=ref, args=args, train_dataset=data.to_dataset(),
+                                   processing_class=tokenizer, peft_config=lora_config(config.lora), callbacks=callbacks)
+
+    def manifest(trainer: Any, result: Any, elapsed: float) -> CheckpointManifest:
         logged = [h for h in trainer.state.log_history if "rewards/margins" in h]
         last = logged[-1] if logged else {}
         return CheckpointManifest(
             stage="dpo", base_model=parent.base_model, parent=str(sft_cell.resolve()),
-            prompt_format=parent.prompt_format, dtype=DTYPE_NAMES[dtype],
+            # The pairs were encoded as the SFT cell's prompts (same format, same tokenizer).
+            prompt_format=parent.prompt_format, add_bos_token=adds_bos(tokenizer, parent.prompt_format),
+            dtype=DTYPE_NAMES[dtype],
             source={"dataset": config.dataset.model_dump(mode="json"), "dataset_fingerprint": data.fingerprint,
                     "data_stats": data.stats, "parent_fingerprint": parent_fp},
             hyperparameters={"beta": config.beta, "seed": config.seed, "precision": config.precision,
                              "global_batch_size": config.global_batch_size, "max_length": config.max_length,
                              "lora": config.lora.model_dump() if config.lora else None,
                              "precompute_ref_log_probs": config.precompute_ref_log_probs, "run_key": key,
-                             "trainer": _json_safe({k: v for k, v in args.to_dict().items()
-                                                    if k not in ("output_dir", "logging_dir")})},
-            metrics={"train_loss": result.training_loss, "reward_accuracy": last.get("rewards/accuracies"),
-                     "reward_margin": last.get("rewards/margins"), "steps": trainer.state.global_step,
-                     "wall_time_s": round(elapsed, 2)},
+                             "trainer": trainer_settings(trainer.args)},
+            metrics={**run_metrics(trainer, result, elapsed), "reward_accuracy": last.get("rewards/accuracies"),
+                     "reward_margin": last.get("rewards/margins")},
             cell=getattr(parent, "cell", None),
         )
 
-    return train_and_publish(trainer, dirs, resume, wall, tokenizer=tokenizer, lora=config.lora is not None,
-                             manifest=manifest, log=log)
+    return run_cell(CellPlan(dirs, key, tokenizer, config.lora is not None, f"DPO on {len(data.examples)} pairs",
+                             trainer, manifest), force=force, retrain_changed=retrain_changed, log=log)
 
 
 def sft_root(from_dir: Path) -> Path:

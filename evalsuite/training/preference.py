@@ -26,6 +26,7 @@ from evalsuite.training.data import (
     DatasetSpec,
     Messages,
     Pair,
+    Parsed,
     Prepared,
     PromptFormat,
     as_messages,
@@ -83,8 +84,9 @@ def row_to_preference(row: dict[str, Any]) -> PreferencePair:
     return PreferencePair(prompt, chosen, rejected)
 
 
-def load_preferences(spec: DatasetSpec) -> tuple[list[PreferencePair], list[str]]:
-    rows = load_rows(spec)
+def parse_preferences(spec: DatasetSpec) -> Parsed[PreferencePair]:
+    """All good preference pairs and a description of each bad row (an error unless `on_bad_rows: skip`)."""
+    rows, where = load_rows(spec)
     if not rows:
         raise ConfigError(f"preference dataset {spec.path!r} has no rows")
     columns = set(rows[0])
@@ -94,7 +96,7 @@ def load_preferences(spec: DatasetSpec) -> tuple[list[PreferencePair], list[str]
             f"preference dataset {spec.path!r} needs columns prompt, chosen, rejected (or chosen/rejected "
             f"conversations); it has {sorted(columns)}"
         )
-    return parse_rows(spec, rows, row_to_preference, "preference dataset")
+    return parse_rows(spec, rows, where, row_to_preference, "preference dataset")
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -120,14 +122,14 @@ def prepare_preferences(
 ) -> PreparedPreferences:
     """Load, validate and encode preference pairs in the SFT cell's prompt format. A pair longer than
     `max_length` (prompt + the longer completion) is dropped and counted."""
-    pairs, bad = load_preferences(spec)
+    parsed = parse_preferences(spec)
 
     def admit(enc: EncodedPreference) -> tuple[EncodedPreference | None, str]:
         too_long = len(enc.prompt_ids) + max(len(enc.chosen_ids), len(enc.rejected_ids)) > max_length
         return (None, "too_long") if too_long else (enc, "")
 
-    kept, examples, stats = encode_all(
-        spec, pairs, bad, lambda pair: encode_preference(pair, tokenizer, prompt_format), admit, ("too_long",)
+    kept, examples, stats, bad = encode_all(
+        spec, parsed, lambda pair: encode_preference(pair, tokenizer, prompt_format), admit, ("too_long",)
     )
     digest = hashlib.sha256(prompt_format.encode())
     for p in kept:

@@ -3,31 +3,30 @@ work dir, resume, atomic publish, is `evalsuite.training.cells`)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from evalsuite.errors import ConfigError
 from evalsuite.manifest import CheckpointManifest
 from evalsuite.models.checkpoint import CHECKPOINT_FILE_SUFFIXES, check_checkpoint_dir
 from evalsuite.paths import fingerprint_dir
 from evalsuite.training.cells import (
     CellDirs,
+    CellPlan,
     CellResult,
     Log,
-    WallClock,
-    finished,
-    prepare_work_dir,
+    device_defaults,
+    gradient_accumulation,
+    run_cell,
     run_key,
-    train_and_publish,
+    run_metrics,
+    trainer_settings,
 )
 from evalsuite.training.config import SFTRunConfig, cell_name
-from evalsuite.training.data import PreparedData, prepare_data
+from evalsuite.training.data import PreparedData, adds_bos, prepare_data
 
 logger = logging.getLogger(__name__)
 
@@ -56,28 +55,6 @@ def torch_dtype_and_autocast(precision: str) -> tuple[torch.dtype, bool]:
             "bf16-autocast": (torch.float32, True)}[precision]
 
 
-def device_defaults() -> dict[str, Any]:
-    """Without an accelerator, Trainer must be told it is on CPU, else `torchrun`/`accelerate launch`
-    processes silently train as independent single processes (accelerate only sets up gloo DDP for cpu)."""
-    on_cpu = not (torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
-                  or torch.backends.mps.is_available())
-    return {"use_cpu": on_cpu, "dataloader_pin_memory": not on_cpu}
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def gradient_accumulation(config: SFTRunConfig) -> int:
-    per_step = config.training_args()["per_device_train_batch_size"] * world_size()
-    if config.global_batch_size % per_step:
-        raise ConfigError(
-            f"global_batch_size {config.global_batch_size} is not a multiple of per_device_train_batch_size × "
-            f"processes = {per_step}"
-        )
-    return config.global_batch_size // per_step
-
-
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
 
 
@@ -102,10 +79,6 @@ def config_data(config: SFTRunConfig, tokenizer: Any) -> PreparedData:
     return prepare_data(config.dataset, tokenizer, config.prompt_format, config.max_length, config.truncation)
 
 
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
 def train_cell(
     config: SFTRunConfig,
     *,
@@ -126,60 +99,48 @@ def train_cell(
     dirs = CellDirs.of(config.output_dir, "sft", cell_name(config.lambda_p, config.lambda_r))
     key = run_key({**config.model_dump(mode="json", exclude={"output_dir"}),
                    "base_fingerprint": base.fingerprint, "data_fingerprint": data.fingerprint})
-    if (done := finished(dirs, key, force=force, retrain_changed=retrain_changed, log=log)) is not None:
-        return done
-
-    resume = prepare_work_dir(dirs.work, key, fresh=force, replace_changed=retrain_changed)
     dtype, autocast = torch_dtype_and_autocast(config.precision)
-    args = WITConfig(
-        output_dir=str(dirs.work),
-        seed=config.seed,
-        data_seed=config.seed,
-        lambda_p=config.lambda_p,
-        lambda_r=config.lambda_r,
-        max_length=None,  # truncation already applied by prepare_data
-        bf16=autocast,
-        gradient_accumulation_steps=gradient_accumulation(config),
-        include_num_input_tokens_seen="non_padding",
-        **{**device_defaults(), **config.training_args()},
-    )
-    wall = WallClock(dirs.work)
-    trainer = WITTrainer(load_model(base.path, dtype, config.trust_remote_code), args=args, processing_class=tokenizer,
-                         train_dataset=data.to_dataset(), peft_config=lora_config(config.lora), callbacks=[wall])
-    log(f"{dirs.label}: training {len(data.examples)} examples, {config.global_batch_size} per step"
-        + (f", resuming from {resume.name}" if resume else ""))
 
-    def manifest(result: Any, elapsed: float) -> CheckpointManifest:
-        step_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    def trainer(callbacks: list[Any]) -> WITTrainer:
+        args = WITConfig(
+            output_dir=str(dirs.work),
+            seed=config.seed,
+            data_seed=config.seed,
+            lambda_p=config.lambda_p,
+            lambda_r=config.lambda_r,
+            max_length=None,  # truncation already applied by prepare_data
+            bf16=autocast,
+            gradient_accumulation_steps=gradient_accumulation(config),
+            include_num_input_tokens_seen="non_padding",
+            **{**device_defaults(), **config.training_args()},
+        )
+        return WITTrainer(load_model(base.path, dtype, config.trust_remote_code), args=args, processing_class=tokenizer,
+                          train_dataset=data.to_dataset(), peft_config=lora_config(config.lora), callbacks=callbacks)
+
+    def manifest(trainer: Any, result: Any, elapsed: float) -> CheckpointManifest:
         return CheckpointManifest(
             stage="sft",
             base_model=base.name,
             parent=str(base.path.resolve()),
             prompt_format=config.prompt_format,
+            add_bos_token=adds_bos(tokenizer, config.prompt_format),
             dtype=DTYPE_NAMES[dtype],
             source={"dataset": config.dataset.model_dump(mode="json"), "dataset_fingerprint": data.fingerprint,
                     "data_stats": data.stats, "base_fingerprint": base.fingerprint},
-            hyperparameters=_json_safe({
+            hyperparameters={
                 "lambda_p": config.lambda_p, "lambda_r": config.lambda_r, "seed": config.seed,
                 "precision": config.precision, "global_batch_size": config.global_batch_size,
                 "max_length": config.max_length, "truncation": config.truncation,
                 "lora": config.lora.model_dump() if config.lora else None, "run_key": key,
-                "trainer": {k: v for k, v in args.to_dict().items() if k not in ("output_dir", "logging_dir")},
-            }),
-            metrics={
-                "train_loss": result.training_loss,  # mean over all steps (Trainer's figure)
-                "final_loss": step_losses[-1] if step_losses else None,
-                "steps": trainer.state.global_step,
-                "epochs": trainer.state.epoch,
-                "tokens_seen": int(trainer.state.num_input_tokens_seen),
-                "wall_time_s": round(elapsed, 2),
-                "world_size": trainer.accelerator.num_processes,
+                "trainer": trainer_settings(trainer.args),
             },
+            metrics={**run_metrics(trainer, result, elapsed), "tokens_seen": int(trainer.state.num_input_tokens_seen)},
             cell={"lambda_p": config.lambda_p, "lambda_r": config.lambda_r},
         )
 
-    return train_and_publish(trainer, dirs, resume, wall, tokenizer=tokenizer, lora=config.lora is not None,
-                             manifest=manifest, log=log)
+    summary = f"training {len(data.examples)} examples, {config.global_batch_size} per step"
+    return run_cell(CellPlan(dirs, key, tokenizer, config.lora is not None, summary, trainer, manifest),
+                    force=force, retrain_changed=retrain_changed, log=log)
 
 
 def lora_config(lora: Any):

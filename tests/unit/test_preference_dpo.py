@@ -56,6 +56,14 @@ def test_bad_preference_rows(tok, tmp_path):
         prepare_preferences(DatasetSpec(path=str(path)), tok, "plain", 64)
 
 
+def test_bad_preference_rows_are_named_by_their_line(tok, tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(['{"prompt": "q", "chosen": "a", "rejected": "b"}', "",
+                               '{"prompt": "q", "chosen": "a", "rejected": "a"}']) + "\n")
+    with pytest.raises(ConfigError, match="line 3: chosen and rejected are identical"):
+        prepare_preferences(DatasetSpec(path=str(path)), tok, "plain", 64)
+
+
 def test_dpo_on_pretokenised_pairs_raises_margin_and_keeps_reference(tiny_model_dir, tok, tmp_path):
     from transformers import AutoModelForCausalLM
     from trl import DPOConfig
@@ -154,6 +162,27 @@ def test_precomputed_reference_log_probs_train_the_same(sft_cell, tmp_path):
     a, b = load_file(live.path / "model.safetensors"), load_file(pre.path / "model.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+
+def test_dpo_manifest_final_loss_is_the_last_step_loss(sft_cell, tmp_path):
+    """As for SFT: `final_loss` is the last logged step loss, `train_loss` the mean over the steps; the CLI
+    summary shows the final loss, and "-" (not the mean) for a manifest that did not record it."""
+    from evalsuite.cli.train import _summary, console
+    from evalsuite.training.cells import CellResult
+    from evalsuite.training.dpo import train_dpo_cell
+
+    cell = train_dpo_cell(_dpo_config(tmp_path, tmp_path / "out"), sft_cell)
+    losses = pd.read_csv(cell.path / "train_log.csv").dropna(subset=["loss"])["loss"]
+    metrics = cell.manifest.metrics
+    assert len(losses) == 3 and losses.iloc[-1] != pytest.approx(losses.mean())
+    assert metrics["final_loss"] == pytest.approx(losses.iloc[-1]) and metrics["train_loss"] == pytest.approx(losses.mean())
+    assert metrics["world_size"] == 1
+    old = cell.manifest.model_copy(update={"metrics": {k: v for k, v in metrics.items() if k != "final_loss"}})
+    with console.capture() as shown:
+        _summary([cell, CellResult(cell.path, True, old)])
+    rows = [line for line in shown.get().splitlines() if "│ dpo " in line]  # a row's first line: its stage column
+    assert len(rows) == 2
+    assert f"{metrics['final_loss']:.4f}" in rows[0] and f"{metrics['train_loss']:.4f}" not in rows[1]
 
 
 def test_dpo_in_bf16(sft_cell, tmp_path):

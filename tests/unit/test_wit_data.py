@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -105,10 +106,42 @@ def test_missing_columns_are_named(tmp_path):
 def test_bad_rows_error_or_skip(tmp_path):
     rows = [{"prompt": "ok", "response": "fine"}, {"prompt": "", "response": "x"}, {"prompt": "y", "response": None}]
     path = write_jsonl(tmp_path / "d.jsonl", rows)
-    with pytest.raises(ConfigError, match="row 1: prompt is empty"):
+    with pytest.raises(ConfigError, match="line 2: prompt is empty"):
         load_pairs(DatasetSpec(path=str(path)))
     pairs, bad = load_pairs(DatasetSpec(path=str(path), on_bad_rows="skip"))
     assert len(pairs) == 1 and len(bad) == 2
+
+
+def test_bad_rows_are_named_by_their_line_in_a_jsonl_file(tok, tmp_path):
+    """The line a user opens in an editor (blank lines counted), not the row index; other sources keep "row i"."""
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"instruction": "Add", "output": "5"}) + "\n\n"
+                    + json.dumps({"instruction": "Sub", "output": ""}) + "\n")
+    with pytest.raises(ConfigError, match=r"line 3: output is empty or not a string"):
+        prepare_data(DatasetSpec(path=str(path)), tok, "plain", 64)
+    from datasets import Dataset
+
+    Dataset.from_list([{"instruction": "Add", "output": "5"}, {"instruction": "Sub", "output": ""}]).to_parquet(
+        str(tmp_path / "d.parquet"))
+    with pytest.raises(ConfigError, match=r"row 1: output is empty"):
+        load_pairs(DatasetSpec(path=str(tmp_path / "d.parquet")))
+    # A row that parses but cannot be formatted is named the same way.
+    multi_turn = {"messages": [{"role": "system", "content": "Be brief"}, {"role": "user", "content": "Hi"},
+                               {"role": "assistant", "content": "Hello"}]}
+    path.write_text("\n" + json.dumps(multi_turn) + "\n")
+    with pytest.raises(ConfigError, match=r"line 2 cannot be formatted: the plain format takes a single user prompt"):
+        prepare_data(DatasetSpec(path=str(path)), tok, "plain", 64)
+
+
+def test_adds_bos_only_for_plain_prompts_with_a_bos_adding_tokenizer(tok, tmp_path):
+    from transformers import AutoTokenizer
+
+    from evalsuite.training.data import adds_bos
+    from tests.unit.test_training_bos import bos_model_dir
+
+    bos_tok = AutoTokenizer.from_pretrained(bos_model_dir(tmp_path / "bos"))
+    assert adds_bos(bos_tok, "plain") and not adds_bos(bos_tok, "chat_template")
+    assert not adds_bos(tok, "plain") and not adds_bos(tok, "chat_template")  # has a BOS token, does not prepend it
 
 
 def test_messages_must_end_with_the_assistant(tmp_path):

@@ -155,23 +155,59 @@ def test_per_micro_batch_normalisation_would_differ(tiny_model_dir):
     assert abs(naive - full) > 1e-3
 
 
+def _dpo_cell(sft_cell: Path, out: Path, prefs: Path, force: bool = False):
+    """One SGD(lr=10) DPO step over pairs 0-7 of `prefs` (sequential order): global batch 8, 2 per device."""
+    from evalsuite.training.data import DatasetSpec
+    from evalsuite.training.dpo import DPORunConfig, train_dpo_cell
+
+    config = DPORunConfig(dataset=DatasetSpec(path=str(prefs)), output_dir=out, global_batch_size=8, precision="fp32",
+                          training={"per_device_train_batch_size": 2, "max_steps": 1, "learning_rate": 10.0,
+                                    "optim": "sgd", "weight_decay": 0.0, "max_grad_norm": 0.0, "warmup_steps": 0,
+                                    "lr_scheduler_type": "constant", "save_strategy": "no",
+                                    "train_sampling_strategy": "sequential"})
+    return train_dpo_cell(config, sft_cell, force=force)
+
+
 DDP_SCRIPT = r"""
 import json, os, sys, torch
 sys.path.insert(0, {root!r})
-from tests.unit.test_wit_trainer import _one_step_update
+from tests.unit.test_wit_trainer import _dpo_cell, _one_step_update
 from pathlib import Path
 upd = _one_step_update(Path({model!r}), Path({tmp!r}), 0.4, batch=2, accum=2)
 if int(os.environ["RANK"]) == 0:
     torch.save(upd, {out!r})
+_dpo_cell(Path({sft_cell!r}), Path({dpo_out!r}), Path({prefs!r}), force=True)
 """
 
 
 @pytest.mark.timeout(600)
 def test_two_process_ddp_matches_single_process(tiny_model_dir, tmp_path):
+    """SFT and DPO: a 2-process gloo step equals the single-process step with the same global batch. For DPO
+    this runs the whole cell (main-process-only work dir, even over a stale one under --force) with the
+    accumulation worked out from global_batch_size and the number of processes: 2 x 2 x 2 = 8 pairs, where
+    ignoring the processes would make it 16 pairs (pairs 8-15 differ, so the update would differ)."""
+    from safetensors.torch import load_file
+
+    from evalsuite.training.config import load_sft_config
+    from evalsuite.training.sft import train_cell
+    from tests.conftest import write_jsonl
+
     single = _one_step_update(tiny_model_dir, tmp_path / "single", 0.4, batch=8, accum=1)
+    sft_rows = [{"prompt": p, "response": r} for p, r in PAIRS]
+    sft_cell = train_cell(load_sft_config(None, [
+        f"model={tiny_model_dir}", f"dataset.path={write_jsonl(tmp_path / 's.jsonl', sft_rows)}", f"output_dir={tmp_path / 'sft'}",
+        "global_batch_size=8", "training.per_device_train_batch_size=8", "training.max_steps=1", "precision=fp32"])).path
+    prefs = write_jsonl(tmp_path / "p.jsonl", [{"prompt": p, "chosen": r, "rejected": PAIRS[(i + 3) % 8][1] + f" ({i})"}
+                                               for i, (p, r) in enumerate(PAIRS * 2)])
+    dpo_single = _dpo_cell(sft_cell, tmp_path / "dpo-single", prefs)
+    stale = tmp_path / "dpo-ddp" / "dpo" / ".work" / sft_cell.name / "checkpoint-3"
+    stale.mkdir(parents=True)
+    (stale / "trainer_state.json").write_text("{}")
+
     script = tmp_path / "ddp.py"
     out = tmp_path / "ddp.pt"
-    script.write_text(DDP_SCRIPT.format(root=str(ROOT), model=str(tiny_model_dir), tmp=str(tmp_path / "ddp"), out=str(out)))
+    script.write_text(DDP_SCRIPT.format(root=str(ROOT), model=str(tiny_model_dir), tmp=str(tmp_path / "ddp"), out=str(out),
+                                        sft_cell=str(sft_cell), dpo_out=str(tmp_path / "dpo-ddp"), prefs=str(prefs)))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--master_port", "29517", str(script)], env=env, capture_output=True, text=True, timeout=500)
@@ -179,3 +215,16 @@ def test_two_process_ddp_matches_single_process(tiny_model_dir, tmp_path):
     ddp = torch.load(out)
     for name, grad in single.items():
         torch.testing.assert_close(ddp[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+    from evalsuite.manifest import read_manifest
+
+    dpo_ddp = read_manifest(tmp_path / "dpo-ddp" / "dpo" / sft_cell.name)
+    assert dpo_ddp.metrics["world_size"] == 2 and dpo_ddp.hyperparameters["trainer"]["gradient_accumulation_steps"] == 2
+    assert dpo_single.manifest.metrics["world_size"] == 1
+    assert dpo_single.manifest.hyperparameters["trainer"]["gradient_accumulation_steps"] == 4
+    before = load_file(sft_cell / "model.safetensors")
+    after_single = load_file(dpo_single.path / "model.safetensors")
+    after_ddp = load_file(tmp_path / "dpo-ddp" / "dpo" / sft_cell.name / "model.safetensors")
+    for name, weight in before.items():
+        torch.testing.assert_close(after_ddp[name] - weight, after_single[name] - weight, rtol=1e-4, atol=1e-6, msg=name)
+    assert any((after_single[k] - before[k]).abs().max() > 1e-3 for k in before)  # a real step happened
