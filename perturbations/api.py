@@ -42,7 +42,7 @@ def perturb(item: Item, kind: Kind, variant: int, seed: int, severity: float) ->
 
 
 def perturb_items(items: Iterable[Item], kind: Kind, variants: int, seed: int, severity: float) -> Iterator[Variant]:
-    """Variants 0..variants-1 of every item, item by item."""
+    """Variants 0..n-1 of every item, item by item, n = `variants` capped at the kind's `max_variants`."""
     for item in items:
-        for v in range(variants):
+        for v in range(kind.variant_count(variants)):
             yield perturb(item, kind, v, seed, severity)

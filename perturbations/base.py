@@ -54,7 +54,7 @@ class Variant:
     changes: list[Change] = field(default_factory=list)
     skipped_reason: str | None = None
     choice_labels: list[str] | None = None  # how options are named in answers (MCQ; changes with option style)
-    prompt_format: str | None = None  # None: the run's own; else plain | chat_template
+    prompt_format: str | None = None  # None: the run's own; "other" (`template`): the one the run does not use
     option_style: str | None = None  # how options are labelled in `text` (MCQ), e.g. "A." or "(a)"
     multi_turn: bool = False  # rows carry `turns` (even when skipped) instead of `text`
 
@@ -75,9 +75,15 @@ class Variant:
 
 class Kind(ABC):
     """One perturbation kind. Subclasses set `name` and implement `perturb_document` (one turn) or, when
-    turns must share a decision, `perturb_item`."""
+    turns must share a decision, `perturb_item`. A kind with only so many distinct variants per item sets
+    `max_variants` (`template` has one): asking for more would repeat the same prompt."""
 
     name: str = ""
+    max_variants: int | None = None  # None: no limit
+
+    def variant_count(self, requested: int) -> int:
+        """How many variants per item to make when `requested` are asked for (every caller's loop uses this)."""
+        return requested if self.max_variants is None else min(requested, self.max_variants)
 
     def settings(self) -> dict[str, Any]:
         """What, besides (item, variant, seed, severity), determines the output: recorded with the variants."""

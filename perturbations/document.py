@@ -14,6 +14,9 @@ from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 OPTION_STYLES = ("A.", "(A)", "A)", "a)", "a.", "(a)", "1.", "(1)", "[A]")
+# A variant's prompt format meaning "whichever of plain / chat template the run does not use" (kind
+# `template`): the package cannot know the checkpoint's format, the runner resolves it.
+OTHER_PROMPT_FORMAT = "other"
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class Layout:
     labels: tuple[tuple[str, str | None], ...] = ()  # (field name, replacement label); None removes it
     option_style: str = "A."
     option_sep: str = "\n"
-    prompt_format: str | None = None  # None: whatever the run uses; else plain | chat_template
+    prompt_format: str | None = None  # None: whatever the run uses; OTHER_PROMPT_FORMAT: the other one
 
     def label_for(self, f: Field) -> str | None:
         relabel = dict(self.labels)

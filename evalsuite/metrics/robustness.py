@@ -12,7 +12,10 @@ Definitions, over (item, variant) pairs unless said otherwise:
   their difference is the accuracy drop;
 - perturbed score: the mean score over pairs; performance drop rate (PromptBench): 1 − perturbed / clean,
   with clean the mean clean score of the same items (None when that is 0);
-- worst-case: per item, the lowest score over its variants, averaged over items.
+- worst case, two readings, each per item and then averaged over items:
+  `worst_case_perturbed` = the lowest score over its perturbed variants only;
+  `worst_case_with_clean` = the lowest score over the clean answer and its variants, HELM's robustness
+  worst case (a variant that does better than the clean prompt cannot lift it above the clean score).
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ Answer = tuple[Any, float]
 
 @dataclass(frozen=True)
 class Robustness:
+    """The metrics of the module docstring; of the two worst cases, `worst_case_with_clean` is HELM's."""
+
     items: int  # items with a clean result and at least one variant
     pairs: int  # (item, variant) pairs
     missing: int  # items with a clean result but no variant, or the reverse
     clean_score: float
     perturbed_score: float
     performance_drop_rate: float | None
-    worst_case_score: float
+    worst_case_perturbed: float  # mean over items of min(variant scores); not HELM's
+    worst_case_with_clean: float  # mean over items of min(clean score, variant scores): HELM's worst case
     agreement: float | None  # None: no pair had answers on both sides
     correct_to_wrong: float | None  # None: scores are not all 0/1
     wrong_to_correct: float | None
@@ -50,7 +56,8 @@ def robustness(clean: Mapping[str, Answer], perturbed: Mapping[str, Sequence[Ans
     return Robustness(
         items=len(ids), pairs=len(pairs), missing=missing, clean_score=clean_score, perturbed_score=perturbed_score,
         performance_drop_rate=None if clean_score == 0 else 1 - perturbed_score / clean_score,
-        worst_case_score=sum(min(p[1] for p in perturbed[i]) for i in ids) / len(ids),
+        worst_case_perturbed=sum(min(p[1] for p in perturbed[i]) for i in ids) / len(ids),
+        worst_case_with_clean=sum(min(clean[i][1], *(p[1] for p in perturbed[i])) for i in ids) / len(ids),
         agreement=sum(a == b for a, b in answered) / len(answered) if answered else None,
         correct_to_wrong=sum(bool(c[1]) and not p[1] for c, p in pairs) / len(pairs) if binary else None,
         wrong_to_correct=sum(not c[1] and bool(p[1]) for c, p in pairs) / len(pairs) if binary else None,

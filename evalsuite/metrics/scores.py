@@ -11,6 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
+from evalsuite.metrics.resampling import resampled_means
+
 
 @dataclass(frozen=True)
 class Estimate:
@@ -31,8 +33,7 @@ def bootstrap_ci(values: Sequence[float], *, confidence: float = 0.95, resamples
     mean = float(x.mean())
     if x.size == 1:
         return Estimate(mean, mean, mean, 1, confidence)
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
+    means = resampled_means(x, resamples, seed)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return Estimate(mean, float(low), float(high), int(x.size), confidence)

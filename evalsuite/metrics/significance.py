@@ -8,6 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from evalsuite.metrics.resampling import resampled_means
+
 
 @dataclass(frozen=True)
 class McNemar:
@@ -54,8 +56,7 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int =
         raise ValueError("paired_bootstrap: a and b must be paired, non-empty sequences")
     d = y - x
     observed = float(d.mean())
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(axis=1)
+    means = resampled_means(d, resamples, seed)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     if np.all(d == 0):

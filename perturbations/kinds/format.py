@@ -1,12 +1,13 @@
 """`format`: FormatSpread-style changes of the layout around the content (Sclar et al., 2024), never of
 the content itself: the separator after field labels, the spacing between fields, the casing and wording of
 field labels (`Question:` / `Q:`), the option label style (`A.` / `(A)` / `a)` ...) and enumeration (options
-on lines or inline), and plain vs chat template.
+on lines or inline). Layout only: the prompt format (plain vs chat template) stays the run's, since
+switching it is a far larger shift than any layout change; asking in the other format is its own kind,
+`template`.
 
-Severity = the fraction of the dimensions that apply to the item that are changed (at least one that
-changes the text; the prompt-format switch alone does not count). A changed option label style changes how
-answers name options: the variant's `choice_labels` say how (what scorers must expect). A multi-turn item
-gets one layout for all its turns.
+Severity = the fraction of the dimensions that apply to the item that are changed (at least one, and the
+result must change the text). A changed option label style changes how answers name options: the variant's
+`choice_labels` say how (what scorers must expect). A multi-turn item gets one layout for all its turns.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ LABEL_SEPS = (": ", " : ", ":\n", " - ", ":: ")
 FIELD_SEPS = ("\n", "\n\n", " ", "\n\n\n")
 LABEL_CASES = ("as_is", "upper", "lower", "title")
 OPTION_SEPS = ("\n", " ", "; ", "\n\n")
-PROMPT_FORMATS = ("plain", "chat_template")
 # Wordings a field's label may take (None = no label), by field name.
 LABEL_WORDS: dict[str, tuple[str | None, ...]] = {
     "question": ("Question", "Q", "Query", "Problem", None),
@@ -85,10 +85,6 @@ def choose_layout(doc: Document, rng: random.Random, severity: float) -> tuple[L
             new = _other(rng, choices, getattr(lay, dim))
             changes.append(Change(0, "layout", dim, repr(getattr(lay, dim)), repr(new)))
             lay = replace(lay, **{dim: new})
-    if rng.random() < severity:
-        new_format = rng.choice(PROMPT_FORMATS)
-        changes.append(Change(0, "layout", "prompt_format", repr(lay.prompt_format), repr(new_format)))
-        lay = replace(lay, prompt_format=new_format)
     return lay, changes
 
 

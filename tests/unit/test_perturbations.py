@@ -176,6 +176,51 @@ def test_mcq_options_untouched_and_labels_reported(data_dir):
     assert len(styles) > 3
 
 
+def _all_items(data_dir):
+    """A few items of every benchmark, MT-Bench's two turns included."""
+    out = []
+    for spec, limit in (("mmlu", 1), ("bbh", 1), ("ifeval", 20), ("mtbench", 1), ("alpacaeval", 20)):
+        out += items_of(spec, data_dir, limit=limit)[0]
+    return out
+
+
+def test_format_is_layout_only(data_dir):
+    """`format` never changes the prompt format, at any severity (it used to switch plain / chat template with
+    probability = severity, i.e. on every variant at severity 1)."""
+    from perturbations import get_kind, perturb
+
+    kind, changed = get_kind("format"), 0
+    for item in _all_items(data_dir):
+        for severity in (0.3, 1.0):
+            v = perturb(item, kind, 0, 8, severity)
+            assert v.prompt_format is None and v.to_row().get("prompt_format") is None, (item.id, v.changes)
+            assert all(c.op != "prompt_format" for c in v.changes)
+            changed += v.skipped_reason is None
+    assert changed > 0
+
+
+def test_template_asks_the_clean_text_in_the_other_prompt_format(data_dir):
+    """`template` on every benchmark: the clean text (every turn) with prompt_format "other", one recorded
+    change and nothing else; the same rows in any order; one variant per item; severity 0 skips."""
+    from perturbations import OTHER_PROMPT_FORMAT, get_kind, perturb, perturb_items
+
+    items = _all_items(data_dir)
+    kind = get_kind("template")
+    rows = [r.to_row() for r in perturb_items(items, kind, variants=2, seed=3, severity=0.1)]
+    assert [r["id"] for r in rows] == [i.id for i in items]  # one variant each, though two were asked for
+    assert rows == [perturb(i, kind, 0, 3, 0.1).to_row() for i in reversed(items)][::-1]
+    for item, row in zip(items, rows):
+        clean = [d.render() for d in item.turns]
+        assert row.get("turns", [row.get("text")]) == clean and row["edit_distance"] == 0
+        assert row["prompt_format"] == OTHER_PROMPT_FORMAT and row["skipped_reason"] is None
+        assert row["changes"] == [{"turn": 0, "field": "layout", "op": "prompt_format", "before": "'run'",
+                                   "after": "'other'", "start": -1}]
+        assert row.get("choice_labels") == perturb(item, get_kind("typo"), 0, 3, 0.1).choice_labels
+        assert {k: v for k, v in perturb(item, kind, 0, 3, 1.0).to_row().items() if k != "severity"} == \
+            {k: v for k, v in row.items() if k != "severity"}  # severity does not apply
+        assert perturb(item, kind, 0, 3, 0.0).skipped_reason == "severity 0"
+
+
 def test_bbh_symbolic_content_is_protected(data_dir):
     from perturbations import get_kind, perturb
 
@@ -265,7 +310,10 @@ def test_perturb_all_benchmarks_and_kinds_identical_reruns(data_dir):
             assert all(r["kind"] == kind and r["variant"] in (0, 1) for r in rows)
             assert all(("turns" in r) == (bench == "mtbench") for r in rows)
             assert all((r["skipped_reason"] is None) == (r.get("text", r.get("turns")) is not None) for r in rows)
-            assert sum(r["skipped_reason"] is None for r in rows) > len(rows) / 4, (bench, kind)
+            # BBH's inputs are mostly protected (names, option words, sentence starts) and its few free words
+            # rarely hold a phrase whose rewrite is safe in every context: offline rephrase covers less there
+            share = 1 / 10 if (bench, kind) == ("bbh", "rephrase") else 1 / 4
+            assert sum(r["skipped_reason"] is None for r in rows) > len(rows) * share, (bench, kind)
 
 
 def test_perturb_cli_writes_identical_files(data_dir, tmp_path):
@@ -304,7 +352,7 @@ def test_offline_rewording_rules_on_real_prompts(data_dir, ifeval_rows):
             assert rebuilt[c.start:c.start + len(c.before)] == c.before and c.after != c.before
             rebuilt = rebuilt[:c.start] + c.after + rebuilt[c.start + len(c.before):]
         assert rebuilt == v.text
-    assert rules_used >= {"contraction", "synonym", "framing"}
+    assert rules_used >= {"contraction", "instruction", "framing"}
 
     def reword(text):
         return perturb(Item("k", (Document((Field("prompt", text),)),)), kind, 0, 1, 1.0).text
@@ -312,9 +360,8 @@ def test_offline_rewording_rules_on_real_prompts(data_dir, ifeval_rows):
     assert reword("Do not use commas.") == "Don't use commas."
     assert reword("Please write a haiku.") == "Write a haiku."
     assert reword("Write a haiku.") in {"Please write a haiku.", "I would like you to write a haiku.",
-                                        "Kindly write a haiku.", "I'd like you to write a haiku.", "Compose a haiku."}
-    assert reword("What is the capital of France?") in {"What's the capital of France?",
-                                                        "I have a question. What is the capital of France?",
+                                        "Kindly write a haiku.", "I'd like you to write a haiku."}
+    assert reword("What is the capital of France?") in {"I have a question. What is the capital of France?",
                                                         "Quick question: What is the capital of France?"}
 
 
