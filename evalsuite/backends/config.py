@@ -55,11 +55,14 @@ class VLLMConfig(_BackendConfigBase):
 class OpenAIConfig(_BackendConfigBase):
     kind: Literal["openai"] = "openai"
     base_url: str
-    # Name of the environment variable holding the key; the key itself is never stored or logged.
-    api_key_env: str | None = "OPENAI_API_KEY"
-    timeout_s: float = Field(120.0, gt=0)
-    max_retries: int = Field(3, ge=0)
-    backoff_s: float = Field(0.5, ge=0)
+    # Name of the environment variable holding the key; the key itself is never stored or logged. None: no key is
+    # sent, except to OpenAI's own endpoint (https://api.openai.com), which gets OPENAI_API_KEY.
+    api_key_env: str | None = None
+    timeout_s: float = Field(120.0, gt=0)  # one attempt
+    max_retries: int = Field(3, ge=0)  # retries after the first attempt
+    backoff_s: float = Field(0.5, ge=0)  # first retry's delay (doubling, plus up to as much again of jitter)
+    # Total time for one request, retries included: no retry starts past it, an attempt gets at most what is left.
+    retry_deadline_s: float = Field(600.0, gt=0)
     concurrency: int = Field(8, ge=1)
     # vLLM servers can return generated token ids (`return_token_ids`); other servers reject the field.
     server_token_ids: bool = False

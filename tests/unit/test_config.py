@@ -10,7 +10,7 @@ def test_kind_selects_the_config_class_and_aliases_dtypes():
     cfg = parse_backend_config({"kind": "vllm", "model": "m", "dtype": "bf16"})
     assert isinstance(cfg, VLLMConfig) and cfg.dtype == "bfloat16"
     cfg = parse_backend_config({"kind": "openai", "model": "m", "base_url": "http://127.0.0.1:1/v1"})
-    assert isinstance(cfg, OpenAIConfig) and cfg.api_key_env == "OPENAI_API_KEY"
+    assert isinstance(cfg, OpenAIConfig) and cfg.api_key_env is None  # no key unless the user names its variable
 
 
 @pytest.mark.parametrize(
