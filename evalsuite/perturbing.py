@@ -9,8 +9,6 @@ from typing import Any, Iterator
 
 from evalsuite.errors import ConfigError
 
-KINDS = ("typo", "rephrase", "format")
-
 
 def backend_completer(backend: Any, max_new_tokens: int = 512) -> Any:
     """A `perturbations.llm` completion function answered by one of our backends (seeded sampling)."""
@@ -23,34 +21,27 @@ def backend_completer(backend: Any, max_new_tokens: int = 512) -> Any:
     return complete
 
 
-def make_paraphraser(model: str, base_url: str | None, api_key_env: str | None, backend: Any = None) -> Any:
-    """Served (`base_url`) or local checkpoint; completions cached in `$EVALSUITE_CACHE_DIR/paraphrase-cache.sqlite`."""
-    from perturbations.llm import Cache, Paraphraser, openai_completer
+def make_paraphraser(name: str, backend: Any) -> Any:
+    """An LLM paraphraser answered by one of our backends (a served model through the OpenAI-compatible one, or a
+    local checkpoint); completions cached in `$EVALSUITE_CACHE_DIR/paraphrase-cache.sqlite`."""
+    from perturbations.llm import Cache, Paraphraser
 
     from evalsuite.paths import cache_dir
 
-    if base_url:
-        try:
-            complete = openai_completer(base_url, model, api_key_env)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        name = f"{model}@{base_url}"
-    else:
-        if backend is None:
-            raise ConfigError("a local paraphrase model needs a loaded backend")
-        complete, name = backend_completer(backend), str(model)
-    return Paraphraser(complete, name, Cache(cache_dir() / "paraphrase-cache.sqlite"))
+    return Paraphraser(backend_completer(backend), name, Cache(cache_dir() / "paraphrase-cache.sqlite"))
 
 
 def variant_rows(spec: str, kind_name: str, *, data: str | None, variants: int, seed: int, severity: float,
                  limit: int | None = None, paraphraser: Any = None) -> Iterator[dict[str, Any]]:
     """One row per (item, variant) of benchmark `spec` under `kind_name`, in item order."""
+    from perturbations import kind_names
+
     from evalsuite.benchmarks.registry import get_benchmark
 
-    if kind_name not in KINDS:
-        raise ConfigError(f"unknown perturbation kind {kind_name!r} (choose from {', '.join(KINDS)})")
-    if not 0 <= severity <= 1:
-        raise ConfigError(f"--severity must be in [0, 1], not {severity}")
+    if kind_name not in kind_names():
+        raise ConfigError(f"unknown perturbation kind {kind_name!r} (choose from {', '.join(kind_names())})")
+    if not 0 < severity <= 1:
+        raise ConfigError(f"--severity must be in (0, 1], not {severity} (0 changes nothing)")
     bench = get_benchmark(spec)
     items = bench.load(data, limit=limit) if data else bench.load(limit=limit)
     yield from item_variant_rows(bench, items, kind_with(kind_name, paraphraser), variants, seed, severity)
@@ -64,25 +55,25 @@ def kind_with(kind_name: str, paraphraser: Any = None) -> Any:
 
 
 def item_variant_rows(bench: Any, items: Any, kind: Any, variants: int, seed: int, severity: float) -> Iterator[dict[str, Any]]:
-    """Rows for variants 0..variants-1 of each of `items` under `kind`, item by item."""
+    """Rows for variants 0..n-1 of each of `items` under `kind`, item by item (n = `variants`, capped at what the
+    kind can make distinct: `template` has one variant per item)."""
     from perturbations import perturb
 
     for item in items:
         source = bench.perturbation_item(item)
-        for v in range(variants):
+        for v in range(kind.variant_count(variants)):
             yield perturb(source, kind, v, seed, severity).to_row()
 
 
 def write_rows(rows: Iterator[dict[str, Any]], out: Path) -> int:
-    """All rows to `out` (JSONL), written to a temp file and renamed: a file is complete or absent."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
+    """All rows to `out` (JSONL), written atomically: a file is complete or absent."""
+    from evalsuite.paths import atomic_output
+
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_output(out) as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
-    tmp.replace(out)
     return n
 
 

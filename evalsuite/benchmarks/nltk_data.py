@@ -1,6 +1,7 @@
 """The NLTK sentence splitter IFEval's checkers need (`punkt_tab`), offline if need be.
 
-Order: an installed official `punkt_tab` → `nltk.download("punkt_tab")` into evalsuite's cache → a Punkt
+Order: an installed official `punkt_tab` → `nltk.download("punkt_tab")` into evalsuite's cache (not tried
+offline: `HF_HUB_OFFLINE=1` or `EVALSUITE_OFFLINE=1`) → a Punkt
 model trained here with NLTK's own `PunktTrainer` on English text available offline (the prepared
 AlpacaEval reference outputs, else the IFEval prompts), saved in the `punkt_tab` format and marked as a
 fallback. Which one was used is returned and written into every IFEval result, because sentence counts
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -39,6 +41,8 @@ def ensure_punkt(training_text: Callable[[], Iterable[str]], log: Callable[[str]
     except LookupError:
         pass
     root.mkdir(parents=True, exist_ok=True)
+    if offline():
+        return train_fallback(model, list(training_text()), log)
     try:
         if nltk.download("punkt_tab", download_dir=str(root), quiet=True, raise_on_error=True):
             nltk.data.find("tokenizers/punkt_tab/english/")
@@ -46,6 +50,12 @@ def ensure_punkt(training_text: Callable[[], Iterable[str]], log: Callable[[str]
     except Exception:  # no network, blocked host, bad archive: all mean "train our own"
         pass
     return train_fallback(model, list(training_text()), log)
+
+
+def offline() -> bool:
+    """The user said not to touch the network (the Hugging Face offline switches evalsuite's tests and offline
+    users set): no download is tried."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "EVALSUITE_OFFLINE"))
 
 
 def train_fallback(model: Path, texts: list[str], log: Callable[[str], None]) -> str:

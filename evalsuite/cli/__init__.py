@@ -15,6 +15,7 @@ from rich.table import Table
 
 from evalsuite import __version__
 from evalsuite.cli import models as models_cli
+from evalsuite.cli.common import shown
 from evalsuite.cli import train as train_cli
 from evalsuite.cli.evaluate import data_app, evaluate, score
 from evalsuite.cli.generate import generate
@@ -75,15 +76,14 @@ def demo(
                       sft_steps=sft_steps, dpo_steps=dpo_steps, log=lambda msg: console.print(escape(msg), soft_wrap=True))
     table = Table("prompt", "response", "finish", show_lines=True)
     for row in result.generations:
-        table.add_row(escape(row["prompt"]), escape(row["response"]), row["finish_reason"])
+        table.add_row(shown(row["prompt"]), shown(row["response"]), row["finish_reason"])
     console.print(table)
     correct = sum(r["correct"] for r in result.mcq)
     console.print(f"multiple choice by log-likelihood (base model): {correct}/{len(result.mcq)} correct")
     cells = Table("cell", "stage", "final train loss", "reward acc", "reward margin", "MCQ accuracy", "mean log p(gold)")
     for c in result.sft_cells + result.dpo_cells:
-        reward = [f"{c[k]:.3f}" if c[k] is not None else "-" for k in ("reward_accuracy", "reward_margin")]
-        cells.add_row(c["cell"], c["stage"], f"{c['final_loss']:.4f}", *reward, f"{c['mcq_accuracy']:.2f}",
-                      f"{c['mean_gold_logprob']:.3f}")
+        shown_values = [f"{c[k]:.4f}" if c[k] is not None else "-" for k in ("final_loss", "reward_accuracy", "reward_margin")]
+        cells.add_row(c["cell"], c["stage"], *shown_values, f"{c['mcq_accuracy']:.2f}", f"{c['mean_gold_logprob']:.3f}")
     console.print(cells)
     console.print(f"timings (s): {result.timings_s}")
     console.print(f"[bold green]Demo outputs:[/bold green] {escape(str(result.out_dir.resolve()))}", soft_wrap=True)
@@ -104,12 +104,31 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def main() -> None:
+    """Run the CLI. Every error the user can fix (a bad flag as much as a bad file) ends as one
+    `evalsuite: error: ...` line on stderr and exit code 2, with nothing half-written."""
+    try:
+        from typer._click import exceptions as click_errors  # typer >= 0.2x carries its own click
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        from click import exceptions as click_errors
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app()
-    except EvalsuiteError as exc:
-        print(f"evalsuite: error: {exc}", file=sys.stderr)
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:  # `evalsuite` or a group alone: its help, as usual
+        print(exc.format_message(), file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except click_errors.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "evalsuite"
+        fail(f"{exc.format_message()} (see `{command} --help`)")
+    except (click_errors.ClickException, EvalsuiteError) as exc:
+        fail(exc.format_message() if isinstance(exc, click_errors.ClickException) else str(exc))
+    except (KeyboardInterrupt, typer.Abort):
         print("evalsuite: interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def fail(message: str) -> None:
+    """One line, whatever the message held (a path or a server reply may carry newlines)."""
+    print(f"evalsuite: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -21,7 +22,7 @@ ConfigOpt = Annotated[
 ]
 BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="openai backend: server URL, e.g. http://127.0.0.1:8000/v1")]
 ApiKeyEnvOpt = Annotated[
-    Optional[str], typer.Option("--api-key-env", help="openai backend: name of the env var holding the API key.")
+    Optional[str], typer.Option("--api-key-env", help="openai backend: the env var holding the API key; without it no key is sent (except OPENAI_API_KEY to api.openai.com).")
 ]
 TokenizerOpt = Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer dir (openai backend: needed for scoring).")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Requests per forward batch (hf, vllm scoring).")]
@@ -62,17 +63,23 @@ def backend_config(
 
 
 def load_paraphraser(model: str, base_url: str | None, api_key_env: str | None) -> tuple[Any, Any]:
-    """An LLM paraphraser and the local backend it holds (None for a served model): close the backend after."""
+    """An LLM paraphraser and the backend it holds (close it after): a served model through our OpenAI-compatible
+    backend (the same key policy, retries and reply checks as judges and evaluated models), else a local
+    checkpoint."""
+    from evalsuite.backends import load_backend
     from evalsuite.perturbing import make_paraphraser
 
-    backend = None
-    if not base_url:
-        from evalsuite.backends import load_backend
+    backend = load_backend(backend_config(model=model, backend="openai" if base_url else None, base_url=base_url,
+                                          api_key_env=api_key_env))
+    return make_paraphraser(f"{model}@{base_url}" if base_url else model, backend), backend
 
-        backend = load_backend(backend_config(model=model))
-    try:
-        return make_paraphraser(model, base_url, api_key_env, backend), backend
-    except BaseException:
-        if backend is not None:
-            backend.close()
-        raise
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """Untrusted text (model output, names from disk) made safe for the terminal: control characters, escape
+    sequences included, are shown as `\\x1b`-style escapes instead of being obeyed; rich markup is escaped."""
+    from rich.markup import escape
+
+    return escape(_CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text))

@@ -78,12 +78,12 @@ def evaluate(
     data: Annotated[Optional[str], typer.Option(
         "--data", help="Data folder from `evalsuite data prepare`, a folder/file, or a hub id (default: the prepared folder if any, else the hub).")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where samples_*.jsonl and results_*.json go.")] = Path("reports/eval"),
-    limit: Annotated[Optional[int], typer.Option("--limit", help="At most N items per subset (subject / task).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most N items per subset (subject / task).")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="With --limit: a seeded sample instead of the first N.")] = None,
     prompt_format: Annotated[str, typer.Option(
         "--prompt-format", help="auto (the checkpoint's manifest, else plain) | plain | chat_template")] = "auto",
-    num_fewshot: Annotated[int, typer.Option("--num-fewshot", help="MMLU log-likelihood exemplars from the dev split.")] = 0,
-    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", help="Cap generation length (default: each task's).")] = None,
+    num_fewshot: Annotated[int, typer.Option("--num-fewshot", min=0, help="MMLU log-likelihood exemplars from the dev split.")] = 0,
+    max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens", min=1, help="Cap generation length (default: each task's).")] = None,
     judge_model: JudgeModelOpt = None,
     judge_base_url: JudgeUrlOpt = None,
     judge_api_key_env: JudgeKeyOpt = None,
@@ -106,21 +106,23 @@ def evaluate(
     """Evaluate one model on benchmarks; writes lm-eval-shaped samples and results."""
     from evalsuite.benchmarks.runner import evaluate_model
     from evalsuite.errors import ConfigError
+    from evalsuite.paths import ensure_output_dir
 
     if prompt_format not in ("auto", "plain", "chat_template"):
         raise ConfigError(f"--prompt-format must be auto, plain or chat_template, not {prompt_format!r}")
+    ensure_output_dir(out)  # before any work: an unwritable --out must not cost the evaluation
     cfg = common.backend_config(model=model, backend=backend, dtype=dtype, config=config, base_url=base_url,
                                 api_key_env=api_key_env, tokenizer=tokenizer, batch_size=batch_size,
                                 trust_remote_code=trust_remote_code)
     data = prepared_or(data, None)
     options: dict = {"mmlu": {"num_fewshot": num_fewshot}, "bbh": {}, "ifeval": {}, "mtbench": {}, "alpacaeval": {}}
+    specs = [s.strip() for s in benchmarks.split(",") if s.strip()]
     judge = make_judge(judge_model, judge_base_url, judge_api_key_env, judge_max_new_tokens, judge_backend)
     if judge is not None:
         options["mtbench"]["judge"] = options["alpacaeval"]["judge"] = judge
     if max_new_tokens is not None:
         for opts in options.values():
             opts["max_new_tokens"] = max_new_tokens
-    specs = [s.strip() for s in benchmarks.split(",") if s.strip()]
     try:
         results = evaluate_model(cfg, specs, data=data, out_dir=out, limit=limit, seed=seed,
                                  prompt_format=prompt_format, options=options, store=store, perturbed=perturbed,

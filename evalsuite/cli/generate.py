@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from evalsuite.cli import common
+from evalsuite.cli.common import shown
 from evalsuite.errors import ConfigError
 from evalsuite.models import DEFAULT_MODEL
 
@@ -34,9 +34,9 @@ def generate(
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="JSONL of prompt/messages/instruction rows.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write JSONL results here.")] = None,
     raw: Annotated[bool, typer.Option("--raw", help="Send prompts as raw text instead of chat messages.")] = False,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 128,
-    temperature: Annotated[float, typer.Option("--temperature")] = 0.0,
-    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 128,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0: greedy.")] = 0.0,
+    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus mass, in (0, 1].")] = 1.0,
     seed: Annotated[Optional[int], typer.Option("--seed")] = None,
     stop: Annotated[Optional[list[str]], typer.Option("--stop", help="Stop string (repeatable).")] = None,
     model: common.ModelOpt = DEFAULT_MODEL,
@@ -52,6 +52,10 @@ def generate(
     """Generate completions for prompts given as arguments or in a JSONL file."""
     from evalsuite.backends import GenerationRequest, load_backend
 
+    from evalsuite.paths import atomic_write, ensure_output_file
+
+    if out:
+        ensure_output_file(out)  # before any work: an unwritable --out must not cost the generations
     rows = [{"prompt": p} if raw else {"instruction": p} for p in prompts or []]
     if input_file:
         rows += read_requests_file(input_file)
@@ -59,11 +63,14 @@ def generate(
         raise ConfigError("nothing to generate: give prompts as arguments or --input FILE.jsonl")
     settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed, stop=tuple(stop or ()))
     requests = []
-    for row in rows:
-        if "instruction" in row:
-            requests.append(GenerationRequest(messages=[{"role": "user", "content": row["instruction"]}], **settings))
-        else:
-            requests.append(GenerationRequest(prompt=row.get("prompt"), messages=row.get("messages"), **settings))
+    for n, row in enumerate(rows, 1):
+        try:
+            if "instruction" in row:
+                requests.append(GenerationRequest(messages=[{"role": "user", "content": row["instruction"]}], **settings))
+            else:
+                requests.append(GenerationRequest(prompt=row.get("prompt"), messages=row.get("messages"), **settings))
+        except ValueError as exc:  # the request's own checks: top_p in (0, 1], exactly one of prompt / messages
+            raise ConfigError(f"request {n}: {exc}") from None
     cfg = common.backend_config(
         model=model, backend=backend, dtype=dtype, config=config, base_url=base_url, api_key_env=api_key_env,
         tokenizer=tokenizer, batch_size=batch_size, trust_remote_code=trust_remote_code,
@@ -75,10 +82,9 @@ def generate(
         for row, g in zip(rows, results)
     ]
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        console.print(f"wrote {len(records)} rows to {out}")
+        atomic_write(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        console.print(f"wrote {len(records)} rows to {shown(str(out))}")
     else:
         for r in records:
-            console.print(f"[bold]>[/bold] {escape(str(r.get('instruction') or r.get('prompt') or r.get('messages')))}", highlight=False)
-            console.print(r["response"], markup=False, highlight=False)
+            console.print(f"[bold]>[/bold] {shown(str(r.get('instruction') or r.get('prompt') or r.get('messages')))}", highlight=False)
+            console.print(shown(r["response"]), highlight=False)

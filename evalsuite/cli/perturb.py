@@ -17,7 +17,7 @@ console = Console()
 
 def perturb(
     benchmark: Annotated[str, typer.Option("--benchmark", help="mmlu, bbh, bbh:cot, ifeval, mtbench or alpacaeval.")],
-    kind: Annotated[str, typer.Option("--kind", help="typo | rephrase | format")],
+    kind: Annotated[str, typer.Option("--kind", help="typo | rephrase | format | template")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output JSONL (one row per item and variant).")],
     variants: Annotated[int, typer.Option("--variants", help="Variants per item.")] = 1,
     seed: Annotated[int, typer.Option("--seed", help="Global seed (each variant is seeded from it and the item id).")] = 1234,
@@ -36,8 +36,11 @@ def perturb(
     from evalsuite.errors import ConfigError
     from evalsuite.perturbing import variant_rows, write_rows
 
+    from evalsuite.paths import ensure_output_file
+
     if variants < 1:
         raise ConfigError("--variants must be at least 1")
+    ensure_output_file(out)  # before any work
     if paraphrase_model is not None and kind != "rephrase":
         raise ConfigError("--paraphrase-model applies to --kind rephrase only")
     backend = None

@@ -10,69 +10,84 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from evalsuite.cli.common import shown
+
 console = Console()
 
 
 def run(
-    models: Annotated[Path, typer.Option("--models", help="Folder searched for checkpoints (evalsuite.json or config.json).")],
-    benchmarks: Annotated[Optional[str], typer.Option("--benchmarks", help="Comma-separated benchmark specs [default: mmlu,bbh,ifeval].")] = None,
-    perturb: Annotated[Optional[str], typer.Option("--perturb", help="Perturbation kinds, comma-separated; '' for clean only [default: typo,rephrase,format].")] = None,
-    variants: Annotated[Optional[int], typer.Option("--variants", help="Variants per item and kind [default: 2].")] = None,
-    severity: Annotated[Optional[float], typer.Option("--severity", help="Perturbation severity, 0..1 [default: 0.1].")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Perturbation seed [default: 1234].")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="At most N items per subset.")] = None,
+    models: Annotated[Path, typer.Option("--models", help="Folder searched for checkpoints (evalsuite.json or config.json); symbolic links are followed.")],
+    benchmarks: Annotated[Optional[str], typer.Option("--benchmarks", help="Comma-separated benchmark specs (default: mmlu,bbh,ifeval).")] = None,
+    perturb: Annotated[Optional[str], typer.Option("--perturb", help="Perturbation kinds, comma-separated, from typo, rephrase, format, template; '' for clean only (default: typo,rephrase,format).")] = None,
+    variants: Annotated[Optional[int], typer.Option("--variants", help="Variants per item and kind (default: 2).")] = None,
+    severity: Annotated[Optional[float], typer.Option("--severity", help="Perturbation severity, in (0, 1] (default: 0.1).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Perturbation seed (default: 1234).")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="At most N items per subset (default: all).")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Benchmark data (default: the prepared folder, else the hub).")] = None,
-    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="hf | vllm | openai [default: hf]")] = None,
-    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 [default: auto]")] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Backend batch size [default: 16].")] = None,
-    prompt_format: Annotated[Optional[str], typer.Option("--prompt-format", help="auto (each checkpoint's manifest) | plain | chat_template")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", "-b", help="hf | vllm | openai (default: hf).")] = None,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 (default: auto, the checkpoint's).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Backend batch size (default: 16).")] = None,
+    prompt_format: Annotated[Optional[str], typer.Option("--prompt-format", help="auto (each checkpoint's manifest) | plain | chat_template (default: auto).")] = None,
+    posix: Annotated[Optional[str], typer.Option("--posix", help="POSIX normaliser: response_length (the paper's) | max_new_tokens (the released library's) (default: response_length).")] = None,
     judge_model: Annotated[Optional[str], typer.Option("--judge-model", help="MT-Bench / AlpacaEval judge.")] = None,
-    judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url")] = None,
-    judge_api_key_env: Annotated[Optional[str], typer.Option("--judge-api-key-env")] = None,
-    judge_max_new_tokens: Annotated[Optional[int], typer.Option("--judge-max-new-tokens", help="Judgement length cap [default: 2048].")] = None,
+    judge_base_url: Annotated[Optional[str], typer.Option("--judge-base-url", help="OpenAI-compatible judge endpoint.")] = None,
+    judge_api_key_env: Annotated[Optional[str], typer.Option("--judge-api-key-env", help="Env var holding the judge endpoint's API key (no key is sent without it, except to api.openai.com).")] = None,
+    judge_max_new_tokens: Annotated[Optional[int], typer.Option("--judge-max-new-tokens", help="Judgement length cap (default: 2048).")] = None,
     judge_backend: Annotated[Optional[str], typer.Option("--judge-backend", help="hf | vllm for a local judge checkpoint.")] = None,
     paraphrase_model: Annotated[Optional[str], typer.Option(
         "--paraphrase-model", help="rephrase by an LLM: a served model name (with --paraphrase-base-url) or a local checkpoint.")] = None,
     paraphrase_base_url: Annotated[Optional[str], typer.Option("--paraphrase-base-url", help="OpenAI-compatible endpoint.")] = None,
     paraphrase_api_key_env: Annotated[Optional[str], typer.Option("--paraphrase-api-key-env", help="Env var holding its API key.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/JSON run file (backend:, run:, benchmark_options:, judge:, paraphrase:); flags override it.")] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: requests.sqlite, checkpoints/, results.*")] = Path("reports/run"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: requests.sqlite, checkpoints/, results.*, run.json (default: reports/run).")] = Path("reports/run"),
 ) -> None:
-    """Evaluate every checkpoint below --models on every benchmark, clean and perturbed."""
+    """Evaluate every checkpoint below --models on every benchmark, clean and perturbed. Exit code 1 when a
+    checkpoint or benchmark failed (each failure is recorded in run.json and the table), 2 for bad input."""
     from evalsuite.cli import common
     from evalsuite.cli.evaluate import make_judge, prepared_or
     from evalsuite.errors import ConfigError
+    from evalsuite.paths import ensure_output_dir
     from evalsuite.run.config import judge_spec, load_run_file, paraphrase_spec, run_settings
-    from evalsuite.run.pipeline import run_models
+    from evalsuite.run.pipeline import build_benchmarks, run_models
 
     file = load_run_file(config)
     settings = run_settings(file, benchmarks=benchmarks, perturb=perturb, variants=variants, severity=severity, seed=seed,
                             limit=limit, data=data, backend=backend, dtype=dtype, batch_size=batch_size,
-                            prompt_format=prompt_format)
+                            prompt_format=prompt_format, posix=posix)
     settings.data = prepared_or(settings.data, None)
     spec = judge_spec(file, model=judge_model, base_url=judge_base_url, api_key_env=judge_api_key_env,
                       max_new_tokens=judge_max_new_tokens, backend=judge_backend)
     rephrase = paraphrase_spec(file, model=paraphrase_model, base_url=paraphrase_base_url, api_key_env=paraphrase_api_key_env)
     if rephrase and "rephrase" not in settings.kinds:
         raise ConfigError("a paraphrase model applies to the rephrase kind, which this run does not include")
+    if not models.expanduser().is_dir():
+        raise ConfigError(f"--models {models} is not a folder")
+    ensure_output_dir(out)
     judge = spec and make_judge(spec.model, spec.base_url, spec.api_key_env, spec.max_new_tokens, spec.backend)
     paraphrase_backend = None
     try:
-        if judge:
+        if judge:  # a judge is loaded only when it first judges
             for name in ("mtbench", "alpacaeval"):
-                settings.options.setdefault(name, {})["judge"] = judge
+                if any(b.partition(":")[0] == name for b in settings.benchmarks):
+                    settings.options.setdefault(name, {})["judge"] = judge
+        build_benchmarks(settings)  # every benchmark, option and judge checked before a paraphraser loads
         if rephrase:
             settings.paraphraser, paraphrase_backend = common.load_paraphraser(rephrase.model, rephrase.base_url,
                                                                                rephrase.api_key_env)
         with RunProgress() as tracker:
-            df = run_models(models, settings, out, tracker)
+            outcome = run_models(models, settings, out, tracker)
     finally:
         for held in (judge, paraphrase_backend):
             if held is not None:
                 held.close()
-    console.print(summary_table(df, settings.kinds))
-    console.print(f"[bold green]Run:[/bold green] {escape(str(out.resolve()))} (results.csv, results.parquet, "
+    console.print(summary_table(outcome.table, settings.kinds))
+    console.print(f"[bold green]Run:[/bold green] {escape(str(out.resolve()))} (results.csv, results.parquet, run.json, "
                   "checkpoints/<name>/samples_*.jsonl, requests.sqlite)", soft_wrap=True)
+    if outcome.failed:
+        console.print(f"[bold red]{len(outcome.failed)} failed:[/bold red]", soft_wrap=True)
+        for s in outcome.failed:
+            console.print(f"  {common.shown(s.checkpoint)} {s.task}: {common.shown(s.status)}", soft_wrap=True)
+        raise typer.Exit(1)
 
 
 class RunProgress:
@@ -100,33 +115,50 @@ class RunProgress:
         self.progress.__exit__(*exc)
 
     def log(self, message: str) -> None:
-        self.progress.console.print(escape(message), soft_wrap=True)
+        self.progress.console.print(shown(message), soft_wrap=True)
 
     def checkpoint(self, name: str, steps: int) -> None:
         self.name = name
-        self.current = self.progress.add_task(escape(name), total=steps)
+        self.current = self.progress.add_task(shown(name), total=steps)
 
     def checkpoint_done(self) -> None:
         self.progress.remove_task(self.current)
         self.progress.advance(self.overall)
 
     def step(self, label: str) -> None:
-        self.progress.update(self.current, description=escape(f"{self.name}: {label}"))
+        self.progress.update(self.current, description=shown(f"{self.name}: {label}"))
 
     def done(self) -> None:
         self.progress.advance(self.current)
 
 
 def summary_table(df: Any, kinds: list[str]) -> Table:
-    """One row per checkpoint, task and condition (clean, then each kind): score, agreement, POSIX. Long
-    rather than wide, so it stays readable in a narrow terminal."""
-    table = Table("checkpoint", "task", "condition", "score", "agreement", "POSIX")
+    """One row per checkpoint, task and condition (clean, then each kind): score, agreement, POSIX, and beside
+    them what the numbers leave out (unscored prompts, truncated prompts, skipped variants) or why there are
+    none (the status). Long rather than wide, so it stays readable in a narrow terminal."""
+    table = Table("checkpoint", "task", "condition", "score", "agreement", "POSIX", "notes")
+    metrics = df[df.metric != "status"]
+    value = {(r.checkpoint, r.task, r.condition, r.metric): r.value for r in metrics.itertuples()}
+    posix = next((m for m in ("posix", "posix_max_new_tokens") if (metrics.metric == m).any()), "posix")
 
-    def cell(ck: str, task: str, cond: str, metric: str) -> str:
-        hit = df[(df.checkpoint == ck) & (df.task == task) & (df.condition == cond) & (df.metric == metric)]
-        return "-" if hit.empty or hit.value.iloc[0] is None else f"{float(hit.value.iloc[0]):.3f}"
+    def cell(key: tuple[str, str, str], metric: str) -> str:
+        v = value.get((*key, metric))
+        return "-" if v is None or v != v else f"{float(v):.3f}"
 
-    for (ck, task), _ in df[df.condition == "clean"].groupby(["checkpoint", "task"], sort=False):
+    def notes(key: tuple[str, str, str]) -> str:
+        counts = [(value.get((*key, m)), label) for m, label in (("unscored", "unscored"), ("truncated_requests", "truncated"),
+                                                                  ("skipped_variants", "variants skipped"))]
+        return ", ".join(f"{int(v)} {label}" for v, label in counts if v)
+
+    statuses = df[df.metric == "status"]
+    for r in statuses[statuses.condition == "all"].itertuples():
+        if r.status != "ok":
+            table.add_row(shown(str(r.checkpoint)), r.task, "-", "-", "-", "-", shown(str(r.status)))
+            continue
         for cond in ("clean", *kinds):
-            table.add_row(escape(str(ck)), task, cond, *[cell(ck, task, cond, m) for m in ("score", "agreement", "posix")])
+            key = (r.checkpoint, r.task, cond)
+            skipped = statuses[(statuses.checkpoint == r.checkpoint) & (statuses.task == r.task) & (statuses.condition == cond)]
+            note = shown(str(skipped.status.iloc[0])) if not skipped.empty else notes(key)
+            table.add_row(shown(str(r.checkpoint)), r.task, cond, cell(key, "score"), cell(key, "agreement"),
+                          cell(key, posix), note)
     return table

@@ -1,7 +1,7 @@
 """Checkpoints below a folder: every directory with an evalsuite manifest or a Hugging Face config (a base
 model included). A checkpoint's own subfolders are not searched; hidden folders (cells being trained) and
 trainer `checkpoint-N` folders are skipped. Each one is checked cheaply (config, manifest, safetensors
-headers) so a corrupt checkpoint is reported and skipped before anything is loaded."""
+headers) so a corrupt checkpoint is reported before anything is loaded, and recorded as failed."""
 
 from __future__ import annotations
 
@@ -47,9 +47,22 @@ def inspect(root: Path, path: Path) -> Checkpoint:
 
 
 def discover(root: Path) -> list[Checkpoint]:
+    """Every checkpoint below `root`. Symbolic links to folders are followed (a common way to gather the cells
+    of several training runs into one folder), each real folder once: a link to a folder already seen, or a
+    loop, is not searched again."""
+    from evalsuite.errors import ConfigError
+
     root = root.expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"--models {root} is not a folder")
     found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         if "evalsuite.json" in filenames or "config.json" in filenames:
             dirnames[:] = []
             found.append(inspect(root, Path(dirpath)))

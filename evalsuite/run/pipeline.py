@@ -1,5 +1,9 @@
-"""The run loop: for each checkpoint, load its backend once behind the request store; for each benchmark,
-ask the clean items and then each perturbation kind's variants; score; turn the samples into metric rows.
+"""The run loop: everything is checked and built before any model loads (benchmarks, options, judges, data,
+perturbation variants, the output folder and the request store); then, for each checkpoint, its backend is
+loaded once behind the request store and every benchmark is asked clean and under each perturbation kind,
+scored, and turned into metric rows. The table and `run.json` are rewritten after every checkpoint, so a long
+run has partial results, and every checkpoint × benchmark ends with a status (ok / failed: reason /
+skipped: reason) that both record.
 
 Everything a model answers goes through `StoredBackend`, so an interrupted run resumes where it stopped
 and a finished one re-runs from the store in seconds; the clean pass is shared by all kinds (and by
@@ -8,13 +12,20 @@ POSIX, whose generations are the clean and perturbed answers already stored).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import fcntl
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from evalsuite.errors import ConfigError, EvalsuiteError
 from evalsuite.run.discovery import Checkpoint
+from evalsuite.run.types import Condition, Log, RunSettings, Status
 
-Log = Callable[[str], None]
+__all__ = ["Condition", "RunOutcome", "RunSettings", "Tracker", "posix_of", "run_models"]
 
 
 @dataclass
@@ -30,51 +41,72 @@ class Tracker:
 
 
 @dataclass
-class RunSettings:
-    benchmarks: list[str]
-    kinds: list[str] = field(default_factory=lambda: ["typo", "rephrase", "format"])
-    variants: int = 2
-    severity: float = 0.1
-    seed: int = 1234
-    limit: int | None = None
-    data: str | None = None
-    backend: dict[str, Any] = field(default_factory=dict)  # kind, dtype, batch_size, ... (model filled per checkpoint)
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per benchmark name (judge, num_fewshot, ...)
-    prompt_format: str = "auto"
-    paraphraser: Any = None  # rephrase by an LLM (perturbations.llm.Paraphraser); None: the offline rules
+class Task:
+    """One benchmark of the run, built once for every checkpoint: its items, their variants per kind (rows of
+    the `perturbations` package), and what its results record."""
+
+    bench: Any
+    items: list[Any]
+    variants: dict[str, tuple[list[Any], int]]  # kind -> (perturbed items, skipped variants)
+    config: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.bench.task_name)
 
 
 @dataclass
-class Condition:
-    """One benchmark asked one way on one checkpoint: clean or one perturbation kind."""
+class RunOutcome:
+    table: Any  # pandas DataFrame (also written to the run folder)
+    statuses: list[Status] = field(default_factory=list)
 
-    task: str
-    condition: str  # "clean" or the kind
-    results: dict[str, Any]
-    item_results: dict[tuple[str, int | None], tuple[Any, float | None]]  # (item id, variant) -> (answer, score)
-    skipped: int = 0
-    posix: float | None = None
-    posix_sets: int = 0
+    @property
+    def failed(self) -> list[Status]:
+        return [s for s in self.statuses if s.failed]
 
 
-def variant_items(bench: Any, items: Sequence[Any], kind_name: str, settings: RunSettings) -> tuple[list[Any], int]:
+def build_benchmarks(settings: RunSettings) -> list[Any]:
+    """Every benchmark of the run, its options and judge checked (cheap: nothing is loaded)."""
+    from evalsuite.benchmarks.registry import get_benchmark
+
+    benches = [get_benchmark(spec, **settings.options.get(spec.partition(":")[0], {})) for spec in settings.benchmarks]
+    missing = sorted({b.name for b in benches if b.needs_judge and getattr(b, "judge", None) is None})
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} need(s) a judge: --judge-model (and --judge-base-url for a served "
+                          "one), or a judge: section in the run file")
+    return benches
+
+
+def prepare_tasks(settings: RunSettings, log: Log) -> list[Task]:
+    """Every benchmark built and checked, its items loaded and perturbed, before any model loads: a typo in a
+    benchmark name or option, a missing judge or missing data costs nothing."""
     from evalsuite.perturbing import item_variant_rows, kind_with, perturbed_items
 
-    rows = item_variant_rows(bench, items, kind_with(kind_name, settings.paraphraser), settings.variants, settings.seed,
-                             settings.severity)
-    return perturbed_items(items, rows)
+    benches = build_benchmarks(settings)
+    tasks = []
+    for bench in benches:
+        data = settings.data
+        items = bench.load(data, limit=settings.limit) if data else bench.load(limit=settings.limit)
+        variants = {}
+        for kind in settings.kinds:
+            rows = item_variant_rows(bench, items, kind_with(kind, settings.paraphraser), settings.variants,
+                                     settings.seed, settings.severity)
+            variants[kind] = perturbed_items(items, rows)
+        provenance = bench.provenance(data) if data else bench.provenance()
+        tasks.append(Task(bench, items, variants, {"benchmark": {**bench.settings(), **provenance},
+                                                   "limit": settings.limit, "data": data}))
+        log(f"{bench.task_name}: {len(items)} items" + "".join(
+            f", {kind} {len(asked)} variants ({skipped} skipped)" for kind, (asked, skipped) in variants.items()))
+    return tasks
 
 
 def item_results(bench: Any, samples: Sequence[Any]) -> dict[tuple[str, int | None], tuple[Any, float | None]]:
     metric, filt = bench.primary_for()
-    out = {}
-    for s in samples:
-        if s.filter == filt:
-            out[(s.item_id, s.perturbed.variant if s.perturbed is not None else None)] = bench.item_result(s)
-    return out
+    return {(s.item_id, s.variant): bench.item_result(s) for s in samples if s.filter == filt}
 
 
-def posix_of(bench: Any, clean: Sequence[Any], variants: Sequence[Any], backend: Any, prompter: Any) -> tuple[float | None, int]:
+def posix_of(bench: Any, clean: Sequence[Any], variants: Sequence[Any], backend: Any, prompter: Any,
+             normalization: str = "response_length") -> tuple[float | None, int]:
     """POSIX over each item's set {clean prompt + its variants}: the greedy first-turn answers (from the
     store: they were just generated) scored teacher-forced after every prompt of the set."""
     from evalsuite.backends import GenerationRequest, ScoreRequest
@@ -103,123 +135,199 @@ def posix_of(bench: Any, clean: Sequence[Any], variants: Sequence[Any], backend:
         if any(not t for t in ids):  # no token ids (some servers) or an empty answer: no set
             continue
         n = len(reqs)
-        work.append((n, [len(t) for t in ids], len(scored)))
+        work.append((n, [len(t) for t in ids], len(scored), reqs[0].max_new_tokens))
         scored += [ScoreRequest(reqs[i].prompt, tuple(ids[j])) for i in range(n) for j in range(n)]
     if not work:
         return None, 0
     totals = [s.total for s in backend.score(scored)]
     psis = []
-    for n, lengths, start in work:
+    for n, lengths, start, max_new in work:
         logp = [[totals[start + i * n + j] for j in range(n)] for i in range(n)]
-        psis.append(posix_psi(logp, lengths))
+        psis.append(posix_psi(logp, lengths, normalization=normalization, max_new_tokens=max_new))
     return sum(psis) / len(psis), len(psis)
 
 
-def evaluate_benchmark(spec: str, settings: RunSettings, backend: Any, prompter: Any, out_dir: Path, base_config: dict,
-                       track: Tracker) -> list[Condition]:
-    from evalsuite.benchmarks.registry import get_benchmark
-    from evalsuite.benchmarks.runner import run_benchmark, write_result
+def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any, out_dir: Path, base_config: dict,
+                  track: Tracker) -> tuple[list[Condition], list[Status]]:
+    """One benchmark on one checkpoint: clean, then each kind (a kind the checkpoint cannot be asked in is
+    skipped with its reason)."""
+    from evalsuite.benchmarks.runner import run_benchmark, variant_format, write_result
 
-    bench = get_benchmark(spec, **settings.options.get(spec.partition(":")[0], {}))
-    items = bench.load(settings.data, limit=settings.limit) if settings.data else bench.load(limit=settings.limit)
-    config = {**base_config, "benchmark": bench.settings(), "limit": settings.limit, "data": settings.data}
-    track.step(f"{bench.task_name} clean")
-    clean = run_benchmark(bench, items, backend, prompter, progress=False)
+    config = {**base_config, **task.config}
+    track.step(f"{task.name} clean")
+    clean = run_benchmark(task.bench, task.items, backend, prompter)
     write_result(clean, out_dir, {**config, "perturbed": None})
-    conditions = [Condition(bench.task_name, "clean", clean.results, item_results(bench, clean.samples))]
+    conditions = [Condition(task.name, "clean", clean.results, item_results(task.bench, clean.samples))]
+    statuses = []
     track.done()
-    for kind in settings.kinds:
-        track.step(f"{bench.task_name}@{kind}")
-        conditions.append(perturbed_condition(bench, items, kind, settings, backend, prompter, out_dir, config, track))
+    for kind, (asked, skipped) in task.variants.items():
+        track.step(f"{task.name}@{kind}")
+        unusable = _unusable_format(asked, prompter)
+        if unusable:
+            statuses.append(Status("", task.name, kind, f"skipped: {unusable}"))
+        elif not asked:
+            track.log(f"  {task.name}@{kind}: every variant skipped (no safe change)")
+            conditions.append(Condition(task.name, kind, {}, {}, skipped))
+        else:
+            result = run_benchmark(task.bench, asked, backend, prompter)
+            result.task = f"{task.name}@{kind}"
+            write_result(result, out_dir, {**config, "perturbed": {
+                "kind": kind, "variants": settings.variants, "severity": settings.severity, "seed": settings.seed,
+                "skipped": skipped, "prompt_format": sorted({variant_format(v, prompter.format) for v in asked})}})
+            value, sets = posix_of(task.bench, task.items, asked, backend, prompter, settings.posix)
+            conditions.append(Condition(task.name, kind, result.results, item_results(task.bench, result.samples),
+                                        skipped, value, sets))
         track.done()
-    return conditions
+    return conditions, statuses
 
 
-def perturbed_condition(bench: Any, items: Sequence[Any], kind: str, settings: RunSettings, backend: Any, prompter: Any,
-                        out_dir: Path, config: dict, track: Tracker) -> Condition:
-    from evalsuite.benchmarks.runner import run_benchmark, write_result
+def _unusable_format(asked: Sequence[Any], prompter: Any) -> str | None:
+    """Why variants that must be asked in another prompt format cannot be on this checkpoint, if they cannot."""
+    from evalsuite.benchmarks.runner import variant_format
 
-    asked, skipped = variant_items(bench, items, kind, settings)
-    if not asked:
-        track.log(f"  {bench.task_name}@{kind}: every variant skipped (no safe change)")
-        return Condition(bench.task_name, kind, {}, {}, skipped)
-    result = run_benchmark(bench, asked, backend, prompter, progress=False)
-    result.task = f"{bench.task_name}@{kind}"
-    write_result(result, out_dir, {**config, "perturbed": {"kind": kind, "variants": settings.variants,
-                                                          "severity": settings.severity, "seed": settings.seed,
-                                                          "skipped": skipped}})
-    value, sets = posix_of(bench, items, asked, backend, prompter)
-    return Condition(bench.task_name, kind, result.results, item_results(bench, result.samples), skipped, value, sets)
+    formats = {variant_format(v, prompter.format) for v in asked}
+    if "chat_template" in formats and not getattr(prompter.tokenizer, "chat_template", None):
+        return "the checkpoint's tokenizer has no chat template to ask the variants in"
+    return None
 
 
-def evaluate_checkpoint(ckpt: Checkpoint, settings: RunSettings, store_path: Path, out: Path,
-                        track: Tracker) -> list[Condition]:
+def evaluate_checkpoint(ckpt: Checkpoint, tasks: Sequence[Task], settings: RunSettings, store: Any, out: Path,
+                        track: Tracker) -> tuple[list[Condition], list[Status]]:
+    """Every task on one checkpoint, its model loaded once. A task that fails is recorded and the next one runs;
+    a checkpoint that cannot be loaded fails all of its tasks."""
     from evalsuite.backends import load_backend
     from evalsuite.backends.config import parse_backend_config
     from evalsuite.backends.stored import StoredBackend
     from evalsuite.benchmarks.prompting import Prompter
-    from evalsuite.benchmarks.runner import resolve_prompt_format
+    from evalsuite.benchmarks.runner import checkpoint_prompting
     from evalsuite.manifest import library_versions
-    from evalsuite.store import RequestStore
+    from evalsuite.store import StoreError
 
-    cfg = parse_backend_config({**settings.backend, "model": str(ckpt.path)})
-    fmt = resolve_prompt_format(ckpt.path, settings.prompt_format, track.log)
+    explicit_bos = settings.backend.get("add_bos_token")
+    how = checkpoint_prompting(ckpt.path, settings.prompt_format, explicit_bos, track.log)
+    cfg = parse_backend_config({**settings.backend, "model": str(ckpt.path), "add_bos_token": how.add_bos_token})
     conditions: list[Condition] = []
+    statuses: list[Status] = []
     with load_backend(cfg) as engine:
-        backend = StoredBackend(engine, RequestStore(store_path))
-        prompter = Prompter(fmt, backend.tokenizer)  # type: ignore[arg-type]
+        backend = StoredBackend(engine, store)
+        prompter = Prompter(how.prompt_format, backend.tokenizer)  # type: ignore[arg-type]
         base_config = {"model": str(ckpt.path), "checkpoint": ckpt.info(), "backend": cfg.model_dump(mode="json"),
-                       "prompt_format": fmt, "weights_fingerprint": backend.model, "versions": library_versions()}
-        for spec in settings.benchmarks:
-            conditions += evaluate_benchmark(spec, settings, backend, prompter, out / "checkpoints" / ckpt.name,
-                                             base_config, track)
+                       "prompt_format": how.prompt_format, "model_identity": backend.model,
+                       "versions": library_versions()}
+        for task in tasks:
+            try:
+                done, skipped = evaluate_task(task, settings, backend, prompter, out / "checkpoints" / ckpt.name,
+                                              base_config, track)
+            except (StoreError, KeyboardInterrupt):
+                raise  # answers can no longer be kept, or the user stopped the run: nothing further can be trusted
+            except Exception as exc:  # noqa: BLE001 - one benchmark's failure must not lose the others
+                track.log(f"  {ckpt.name}: {task.name} failed: {reason(exc)}")
+                statuses.append(Status(ckpt.name, task.name, "all", f"failed: {reason(exc)}"))
+                continue
+            conditions += done
+            statuses += [replace(s, checkpoint=ckpt.name) for s in skipped]
+            statuses.append(Status(ckpt.name, task.name, "all", "ok"))
         track.log(f"{ckpt.name}: {backend.answered} requests answered by the model, the rest from the store")
-    return conditions
+    return conditions, statuses
 
 
-def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | None = None) -> Any:
-    """Every checkpoint below `models`; returns the results DataFrame (also written to `out`)."""
-    import json
+def reason(exc: BaseException) -> str:
+    """One line saying why: the message of our own errors, the type and first line of anything else."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, EvalsuiteError) else f"{type(exc).__name__}: {text}".rstrip(": ")
 
-    from evalsuite.errors import ConfigError, EvalsuiteError
-    from evalsuite.manifest import library_versions
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[None]:
+    """Only one `evalsuite run` writes into a run folder at a time (two would overwrite each other's table)."""
+    lock = out / ".evalsuite-run.lock"
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise ConfigError(f"another evalsuite run ({holder}) is writing to {out}: wait for it to end or choose "
+                              "another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | None = None) -> RunOutcome:
+    """Every checkpoint below `models` × every benchmark; the results table, `run.json` and per-checkpoint
+    records in `out`. Raises (before any model loads) for anything the user must fix; failures of single
+    checkpoints or benchmarks are recorded and the run goes on (see `RunOutcome.failed`)."""
+    from evalsuite.paths import ensure_output_dir
     from evalsuite.run.discovery import discover
-    from evalsuite.run.results import condition_rows, significance_rows, write_table
+    from evalsuite.run.results import POSIX_METRIC, condition_rows, significance_rows, status_rows, write_table
+    from evalsuite.store import RequestStore, StoreError
 
     track = track or Tracker()
     log = track.log
-    found = discover(models)
-    if not found:
-        raise ConfigError(f"no checkpoint below {models} (folders with evalsuite.json or config.json)")
-    for c in found:
-        if c.problem:
-            log(f"skipping {c.name}: {c.problem}")
-    good = [c for c in found if not c.problem]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps({
-        "models": str(models), "settings": settings.__dict__ | {
-            "options": {k: {o: str(v) for o, v in opts.items()} for k, opts in settings.options.items()},
-            "paraphraser": settings.paraphraser and settings.paraphraser.name},
+    ensure_output_dir(out)
+    with run_lock(out):
+        found = discover(models)
+        if not found:
+            raise ConfigError(f"no checkpoint below {models} (folders with evalsuite.json or config.json)")
+        store = RequestStore(out / "requests.sqlite")  # opened (and its write access checked) before any work
+        tasks = prepare_tasks(settings, log)
+        started = time.time()
+        by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]] = {}
+        rows: list[dict[str, Any]] = []
+        statuses: list[Status] = []
+        good = [c for c in found if not c.problem]
+        for c in found:
+            if c.problem:
+                log(f"failed: {c.name}: {c.problem}")
+                statuses += [Status(c.name, t.name, "all", f"failed: {c.problem}") for t in tasks]
+        track.start(len(good))
+        for ckpt in good:
+            log(f"{ckpt.name} ({ckpt.stage}{'' if ckpt.cell is None else f', cell {ckpt.cell}'})")
+            track.checkpoint(ckpt.name, len(tasks) * (1 + len(settings.kinds)))
+            try:
+                conditions, done = evaluate_checkpoint(ckpt, tasks, settings, store, out, track)
+            except (StoreError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. weights that fail to load: recorded, the others go on
+                log(f"failed: {ckpt.name}: {reason(exc)}")
+                conditions, done = [], [Status(ckpt.name, t.name, "all", f"failed: {reason(exc)}") for t in tasks]
+            finally:
+                track.checkpoint_done()
+            statuses += done
+            by_checkpoint[ckpt.name] = (ckpt, conditions)
+            rows += condition_rows(ckpt, conditions, settings.seed, POSIX_METRIC[settings.posix])
+            write_table(rows + status_rows(found, statuses), out)  # partial results after every checkpoint
+            write_run_record(out, models, settings, found, statuses, started, finished=False)
+        sig_rows, sig_statuses = significance_rows(by_checkpoint, settings.seed)
+        statuses += sig_statuses
+        for s in sig_statuses:
+            log(f"warning: {s.task}: {s.status}")
+        table = write_table(rows + sig_rows + status_rows(found, statuses), out)
+        write_run_record(out, models, settings, found, statuses, started, finished=True)
+    return RunOutcome(table, statuses)
+
+
+def write_run_record(out: Path, models: Path, settings: RunSettings, found: Sequence[Checkpoint],
+                     statuses: Sequence[Status], started: float, finished: bool) -> None:
+    """`run.json`: what this run was asked to do and how each unit ended; rewritten with the table, so the two
+    always describe the same run (`state` says whether it is still going)."""
+    from evalsuite.benchmarks.runner import json_safe
+    from evalsuite.manifest import library_versions
+    from evalsuite.paths import atomic_write
+
+    record = {
+        "state": "finished" if finished else "running",
+        "models": str(models), "settings": settings.record(),
         "checkpoints": [{**c.info(), "path": str(c.path), "problem": c.problem} for c in found],
-        "versions": library_versions()}, indent=2, default=str) + "\n")
-    by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]] = {}
-    rows: list[dict[str, Any]] = []
-    failed: list[str] = []
-    track.start(len(good))
-    for ckpt in good:
-        log(f"{ckpt.name} ({ckpt.stage}{'' if ckpt.cell is None else f', cell {ckpt.cell}'})")
-        track.checkpoint(ckpt.name, len(settings.benchmarks) * (1 + len(settings.kinds)))
-        try:
-            conditions = evaluate_checkpoint(ckpt, settings, out / "requests.sqlite", out, track)
-        except EvalsuiteError as exc:  # e.g. weights that fail to load: report it, go on with the others
-            log(f"skipping {ckpt.name}: {exc}")
-            failed.append(ckpt.name)
-            continue
-        finally:
-            track.checkpoint_done()
-        by_checkpoint[ckpt.name] = (ckpt, conditions)
-        rows += condition_rows(ckpt, conditions, settings.seed)
-    rows += significance_rows(by_checkpoint, settings.seed)
-    if not by_checkpoint:
-        raise ConfigError("no checkpoint could be evaluated")
-    return write_table(rows, out)
+        "status": [{"checkpoint": s.checkpoint, "task": s.task, "condition": s.condition, "status": s.status}
+                   for s in statuses],
+        "failed": sum(s.failed for s in statuses),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "wall_time_s": round(time.time() - started, 1), "versions": library_versions()}
+    atomic_write(out / "run.json", json.dumps(json_safe(record), indent=2, ensure_ascii=False, allow_nan=False) + "\n")

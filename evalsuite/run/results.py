@@ -1,6 +1,8 @@
 """From conditions to the run's table: one row per (checkpoint, task, condition, metric), with bootstrap
-intervals for scores, the robustness metrics per perturbation kind, POSIX, and each cell's paired test
-against the (0, 1) cell of its stage. Loads as a pandas DataFrame; written as CSV, Parquet and JSON."""
+intervals for scores, the robustness metrics per perturbation kind, POSIX, what was left out (skipped variants,
+unscored items, truncated prompts), each cell's paired test against the (0, 1) cell of its stage, and a status
+row per checkpoint × benchmark (ok / failed: reason / skipped: reason), so a number is never shown without
+what it is missing. Loads as a pandas DataFrame; written as CSV, Parquet and JSON."""
 
 from __future__ import annotations
 
@@ -9,9 +11,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from evalsuite.run.discovery import Checkpoint
-from evalsuite.run.pipeline import Condition
+from evalsuite.run.types import Condition, Status
 
-COLUMNS = ["checkpoint", "stage", "lambda_p", "lambda_r", "task", "condition", "metric", "value", "low", "high", "n"]
+COLUMNS = ["checkpoint", "stage", "lambda_p", "lambda_r", "task", "condition", "metric", "value", "low", "high", "n",
+           "status"]
+ROBUSTNESS_METRICS = ("agreement", "correct_to_wrong", "wrong_to_correct", "performance_drop_rate",
+                      "worst_case_perturbed", "worst_case_with_clean")
+POSIX_METRIC = {"response_length": "posix", "max_new_tokens": "posix_max_new_tokens"}
 
 
 def _per_item(item_results: dict[tuple[str, int | None], tuple[Any, float | None]]) -> dict[str, float]:
@@ -23,7 +29,8 @@ def _per_item(item_results: dict[tuple[str, int | None], tuple[Any, float | None
     return {k: sum(v) / len(v) for k, v in acc.items()}
 
 
-def condition_rows(ckpt: Checkpoint, conditions: Sequence[Condition], seed: int = 0) -> list[dict[str, Any]]:
+def condition_rows(ckpt: Checkpoint, conditions: Sequence[Condition], seed: int = 0,
+                   posix_metric: str = "posix") -> list[dict[str, Any]]:
     from evalsuite.metrics import bootstrap_ci, robustness
 
     rows = []
@@ -32,12 +39,16 @@ def condition_rows(ckpt: Checkpoint, conditions: Sequence[Condition], seed: int 
     for c in conditions:
         def add(metric: str, value: Any, low: Any = None, high: Any = None, n: Any = None) -> None:
             rows.append({**base, "task": c.task, "condition": c.condition, "metric": metric, "value": value,
-                         "low": low, "high": high, "n": n})
+                         "low": low, "high": high, "n": n, "status": "ok"})
 
         scores = list(_per_item(c.item_results).values())
         if scores:
             est = bootstrap_ci(scores, seed=seed)
             add("score", est.value, est.low, est.high, est.n)
+        # what the score leaves out, beside it: prompts that could not be scored (a failed judgement) and
+        # prompts cut to fit the context window (a truncated few-shot header changes the task)
+        add("unscored", float(sum(score is None for _, score in c.item_results.values())), n=len(c.item_results))
+        add("truncated_requests", float(c.results.get("all", {}).get("truncated_requests", 0)))
         if c.condition == "clean":
             continue
         add("skipped_variants", float(c.skipped))
@@ -51,24 +62,32 @@ def condition_rows(ckpt: Checkpoint, conditions: Sequence[Condition], seed: int 
             rob = robustness(clean_items, perturbed)  # type: ignore[arg-type]
             # the clean score of exactly the items this kind could perturb: what `score` compares against
             add("clean_score_same_items", rob.clean_score, n=rob.items)
-            for metric in ("agreement", "correct_to_wrong", "wrong_to_correct", "performance_drop_rate", "worst_case_score"):
+            for metric in ROBUSTNESS_METRICS:
                 value = getattr(rob, metric)
                 if value is not None:
-                    add(metric, float(value), n=rob.pairs)
+                    add(metric, float(value), n=rob.items if metric.startswith("worst_case") else rob.pairs)
         if c.posix is not None:
-            add("posix", c.posix, n=c.posix_sets)
+            add(posix_metric, c.posix, n=c.posix_sets)
     return rows
 
 
-def significance_rows(by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]], seed: int = 0) -> list[dict[str, Any]]:
+def significance_rows(by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]],
+                      seed: int = 0) -> tuple[list[dict[str, Any]], list[Status]]:
     """Each WIT cell's clean scores against the (0, 1) cell of the same stage, paired by item: McNemar for
-    0/1 scores, a paired bootstrap otherwise."""
+    0/1 scores, a paired bootstrap otherwise. A stage with cells but no (0, 1) cell gets no test, and says so
+    (a status per cell and task) instead of leaving the rows out silently."""
     from evalsuite.metrics import mcnemar, paired_bootstrap
 
-    rows = []
+    rows: list[dict[str, Any]] = []
+    missing: list[Status] = []
     refs = {ck.stage: (ck, conds) for ck, conds in by_checkpoint.values() if ck.cell == (0.0, 1.0)}
     for ck, conds in by_checkpoint.values():
-        if ck.cell is None or ck.cell == (0.0, 1.0) or ck.stage not in refs:
+        if ck.cell is None or ck.cell == (0.0, 1.0):
+            continue
+        if ck.stage not in refs:
+            missing += [Status(ck.name, c.task, "significance_vs_0_1",
+                               f"skipped: no (0, 1) cell of stage {ck.stage} in this run to test against")
+                        for c in conds if c.condition == "clean"]
             continue
         ref_conds = {c.task: c for c in refs[ck.stage][1] if c.condition == "clean"}
         for c in conds:
@@ -79,29 +98,39 @@ def significance_rows(by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]
             if not common:
                 continue
             a, b = [theirs[i] for i in common], [mine[i] for i in common]
-            row = {**ck.info(), "task": c.task, "condition": "clean", "n": len(common)}
+            row = {**ck.info(), "task": c.task, "condition": "clean", "n": len(common), "low": None, "high": None,
+                   "status": "ok"}
             if all(x in (0.0, 1.0) for x in a + b):
                 test = mcnemar([x == 1.0 for x in a], [x == 1.0 for x in b])
-                rows.append({**row, "metric": "mcnemar_p_vs_0_1", "value": test.p_value, "low": None, "high": None})
+                rows.append({**row, "metric": "mcnemar_p_vs_0_1", "value": test.p_value})
             else:
                 boot = paired_bootstrap(a, b, seed=seed)
-                rows.append({**row, "metric": "paired_bootstrap_p_vs_0_1", "value": boot.p_value, "low": None, "high": None})
-            rows.append({**row, "metric": "diff_vs_0_1", "value": sum(b) / len(b) - sum(a) / len(a), "low": None, "high": None})
-    return rows
+                rows.append({**row, "metric": "paired_bootstrap_p_vs_0_1", "value": boot.p_value})
+            rows.append({**row, "metric": "diff_vs_0_1", "value": sum(b) / len(b) - sum(a) / len(a)})
+    return rows, missing
+
+
+def status_rows(found: Sequence[Checkpoint], statuses: Sequence[Status]) -> list[dict[str, Any]]:
+    """One `status` row per status (checkpoint × task, or one condition of it), with the checkpoint's lineage."""
+    info = {c.name: c.info() for c in found}
+    return [{**info[s.checkpoint], "task": s.task, "condition": s.condition, "metric": "status", "value": None,
+             "low": None, "high": None, "n": None, "status": s.status} for s in statuses]
 
 
 def write_table(rows: list[dict[str, Any]], out: Path) -> "Any":
-    """`results.csv`, `results.parquet` and `results.json` in `out`; returns the DataFrame."""
+    """`results.csv`, `results.parquet` and `results.json` in `out`, each written atomically; returns the
+    DataFrame. Missing numbers are empty in CSV and null in JSON."""
     import pandas as pd
 
+    from evalsuite.benchmarks.runner import json_safe
+    from evalsuite.paths import atomic_output, atomic_write
+
     df = pd.DataFrame(rows, columns=COLUMNS)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, write in (("results.csv", lambda p: df.to_csv(p, index=False)),
-                        ("results.parquet", lambda p: df.to_parquet(p, index=False)),
-                        ("results.json", lambda p: p.write_text(json.dumps(rows, indent=1, default=str) + "\n"))):
-        tmp = out / f".{name}.tmp"
-        write(tmp)
-        tmp.replace(out / name)
+    with atomic_output(out / "results.csv") as fh:
+        df.to_csv(fh, index=False)
+    with atomic_output(out / "results.parquet", "wb") as fh:
+        df.to_parquet(fh, index=False)
+    atomic_write(out / "results.json", json.dumps(json_safe(rows), indent=1, ensure_ascii=False, allow_nan=False) + "\n")
     return df
 
 

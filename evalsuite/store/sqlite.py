@@ -42,6 +42,18 @@ class Database:
             raise StoreError(f"cannot create the folder of {what} {self.path}: {exc.strerror or exc}") from None
         with self.write() as db:
             db.executescript(schema + FILE_HASHES)
+        self._check_writable()
+
+    def _check_writable(self) -> None:
+        """A real write, rolled back: SQLite opens a file it cannot write read-only without a word, and creating
+        tables that exist writes nothing, so only this finds a read-only store before the first answers do."""
+        try:
+            with closing(self._connect()) as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute("INSERT OR REPLACE INTO file_hashes VALUES ('', 0, 0, 0, 0, '')")
+                db.rollback()
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from None
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=120)

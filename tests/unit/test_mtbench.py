@@ -275,3 +275,49 @@ def test_alpacaeval_win_rate_covers_every_prompt_format_group(data_dir, tmp_path
     overall = result.results["all"]
     assert overall["n"] == 4 and overall["n_total,none"] == 4 and overall["win_rate,none"] == pytest.approx(50.0)
     assert sorted(s.metrics["win"] for s in result.samples) == [0.0, 0.0, 1.0, 1.0]
+
+
+def test_each_judgement_is_kept_as_it_arrives_even_when_a_later_one_fails(tmp_path):
+    """An API failure half-way through a batch must not lose the judgements already paid for: each is cached
+    the moment the backend hands it over, and a re-run asks only for the rest."""
+    from evalsuite.backends import HFConfig
+    from evalsuite.benchmarks.judge import Judge, JudgeCache
+    from evalsuite.errors import BackendUnavailableError
+
+    class FailsAfterOne(ScriptedJudge):
+        def generate(self, requests, progress=False, on_result=None):
+            self.calls.extend(requests)
+            on_result(0, Generation("[[8]]", None, "stop"))
+            raise BackendUnavailableError("endpoint went away")
+
+    convs = [[{"role": "user", "content": f"rate answer {i}"}] for i in range(3)]
+    failing = FailsAfterOne(lambda r: "[[8]]")
+    judge = Judge(HFConfig(model="judge-model"), cache=JudgeCache(tmp_path / "j.sqlite"), backend=failing)
+    with pytest.raises(BackendUnavailableError):
+        judge.complete(convs, parse_rating_for_test)
+    working = ScriptedJudge(lambda r: "[[5]]")
+    judge = Judge(HFConfig(model="judge-model"), cache=JudgeCache(tmp_path / "j.sqlite"), backend=working)
+    verdicts = judge.complete(convs, parse_rating_for_test)
+    assert [v.value for v in verdicts] == [8.0, 5.0, 5.0] and len(working.calls) == 2  # the paid one was kept
+
+
+def parse_rating_for_test(text):
+    from evalsuite.benchmarks.mtbench import parse_rating
+
+    return parse_rating(text)
+
+
+def test_results_json_writes_nan_as_null(tmp_path):
+    """A standard error over one item is NaN (alpaca-eval's): JSON has no NaN, so it is written as null instead
+    of crashing the run (`allow_nan=False`)."""
+    import json
+    import math
+
+    from evalsuite.benchmarks import BenchmarkResult
+    from evalsuite.benchmarks.runner import write_result
+
+    result = BenchmarkResult("alpacaeval_winrate", [], {"all": {"win_rate,none": 100.0, "standard_error,none": math.nan,
+                                                               "n": 1}})
+    _, path = write_result(result, tmp_path, {"x": float("inf")})
+    payload = json.loads(path.read_text())
+    assert payload["results"]["alpacaeval_winrate"]["standard_error,none"] is None and payload["config"]["x"] is None

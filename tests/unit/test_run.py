@@ -68,15 +68,22 @@ def test_run_table_metrics_and_rerun_from_the_store(models, data, tmp_path):
 
     out = tmp_path / "run"
     proc = _run(models, data, out)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "skipping sft/broken" in proc.stdout
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the corrupt checkpoint failed: recorded, and the exit says so
+    assert "failed: sft/broken" in proc.stdout and "1 failed" in proc.stdout
     df = load_results(out)
-    assert set(df.checkpoint) == {"base", "sft/lp0_lr1", "sft/lp1_lr1"}
+    scored = df[df.metric != "status"]
+    assert set(scored.checkpoint) == {"base", "sft/lp0_lr1", "sft/lp1_lr1"}
+    status = df[(df.metric == "status") & (df.condition == "all")].set_index("checkpoint").status
+    assert status["sft/broken"].startswith("failed: corrupt weights file") and (status.drop("sft/broken") == "ok").all()
+    record = json.loads((out / "run.json").read_text())
+    assert record["state"] == "finished" and record["failed"] == 1
+    assert [s["status"][:6] for s in record["status"] if s["checkpoint"] == "sft/broken"] == ["failed"]
     clean = df[(df.condition == "clean") & (df.metric == "score")]
     assert len(clean) == 3 and clean.n.eq(6).all() and (clean.low <= clean.value).all() and (clean.value <= clean.high).all()
     for kind in ("typo", "format"):
         rows = df[(df.condition == kind)]
-        assert {"score", "agreement", "correct_to_wrong", "wrong_to_correct", "worst_case_score"} <= set(rows.metric)
+        assert {"score", "agreement", "correct_to_wrong", "wrong_to_correct", "worst_case_perturbed",
+                "worst_case_with_clean", "skipped_variants", "unscored", "truncated_requests"} <= set(rows.metric)
     # each cell against the (0, 1) cell of its stage, paired by item
     sig = df[df.metric == "mcnemar_p_vs_0_1"]
     assert list(sig.checkpoint) == ["sft/lp1_lr1"] and 0 <= sig.value.iloc[0] <= 1
@@ -91,7 +98,7 @@ def test_run_table_metrics_and_rerun_from_the_store(models, data, tmp_path):
     assert got == pytest.approx(sum(same) / len(same))
     before = (out / "results.csv").read_text()
     again = _run(models, data, out)
-    assert again.returncode == 0 and again.stdout.count("0 requests answered by the model") == 3
+    assert again.returncode == 1 and again.stdout.count("0 requests answered by the model") == 3
     assert (out / "results.csv").read_text() == before
     assert isinstance(pd.read_csv(out / "results.csv"), pd.DataFrame)
 
@@ -120,9 +127,9 @@ def test_sigkilled_run_resumes_to_the_same_results(models, data, tmp_path):
     proc.kill()
     proc.wait()
     resumed = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 1, resumed.stderr[-3000:]  # only the corrupt checkpoint failed
     reference = _run(models, data, tmp_path / "reference")
-    assert reference.returncode == 0
+    assert reference.returncode == 1
     assert (out / "results.csv").read_text() == (tmp_path / "reference" / "results.csv").read_text()
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -194,4 +201,117 @@ def test_rephrase_by_an_llm_paraphraser_reaches_the_model(models, data, tmp_path
     (samples,) = (tmp_path / "out" / "checkpoints" / "base").glob("samples_*@rephrase.jsonl")
     rows = [json.loads(line) for line in samples.read_text().splitlines()]
     assert rows and all(re.search(r"What is question \d+ on \w+\?", r["arguments"][0][0]) for r in rows)
-    assert json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["paraphraser"] == "scripted"
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["settings"]["paraphraser"].startswith("llm:scripted:")
+
+
+def _settings(data, **kw):
+    from evalsuite.run.pipeline import RunSettings
+
+    return RunSettings(**{"benchmarks": ["mmlu"], "kinds": [], "variants": 1, "data": str(data),
+                          "backend": {"kind": "hf", "dtype": "float32"}, **kw})
+
+
+def test_a_missing_judge_is_refused_before_any_generation(models, data, tmp_path):
+    proc = _run(models, data, tmp_path / "out", ["--benchmarks", "mmlu,mtbench"])
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "mtbench need(s) a judge" in proc.stderr
+    assert not (tmp_path / "out" / "requests.sqlite").exists() and not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_the_table_and_run_json_are_written_after_every_checkpoint(models, data, tmp_path):
+    """A long run has partial results: when the second checkpoint starts, the first one's rows are on disk and
+    run.json says the run is still going."""
+    from evalsuite.run.pipeline import Tracker, run_models
+    from evalsuite.run.results import load_results
+
+    out = tmp_path / "out"
+    seen = []
+
+    def started(name, steps):
+        if name != "base":
+            seen.append((set(load_results(out).checkpoint), json.loads((out / "run.json").read_text())["state"]))
+
+    outcome = run_models(models, _settings(data), out, Tracker(checkpoint=started))
+    assert seen[0] == ({"base", "sft/broken"}, "running")  # base evaluated; broken recorded as failed up front
+    assert len(outcome.failed) == 1 and json.loads((out / "run.json").read_text())["state"] == "finished"
+
+
+def test_two_runs_into_one_folder_are_refused(models, data, tmp_path):
+    from evalsuite.run.pipeline import run_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with run_lock(out):
+        proc = _run(models, data, out)
+    assert proc.returncode == 2 and "another evalsuite run" in proc.stderr and proc.stderr.count("\n") == 1
+    assert not (out / "results.csv").exists()
+
+
+def test_a_missing_0_1_cell_is_said_not_silently_dropped(tmp_path, data):
+    """Without the (0, 1) cell of a stage there is nothing to test the other cells against: each says so."""
+    from evalsuite.manifest import CheckpointManifest, write_manifest
+    from evalsuite.run.pipeline import run_models
+
+    root = tmp_path / "models"
+    path = build_tiny_model(root / "sft" / "lp1_lr1", seed=2, max_positions=1024)
+    manifest = CheckpointManifest(stage="sft", base_model="b", prompt_format="plain", dtype="float32")
+    write_manifest(path, manifest.model_copy(update={"cell": {"lambda_p": 1.0, "lambda_r": 1.0}}))
+    outcome = run_models(root, _settings(data), tmp_path / "out")
+    note = outcome.table[outcome.table.condition == "significance_vs_0_1"]
+    assert list(note.status) == ["skipped: no (0, 1) cell of stage sft in this run to test against"]
+    assert not outcome.failed
+
+
+def test_checkpoint_folders_behind_symbolic_links_are_found_once(models, tmp_path):
+    from evalsuite.run.discovery import discover
+
+    gathered = tmp_path / "gathered"
+    gathered.mkdir()
+    (gathered / "a").symlink_to(models / "sft" / "lp0_lr1")
+    (gathered / "b").symlink_to(models / "sft" / "lp0_lr1")  # the same checkpoint twice: once
+    (gathered / "runs").symlink_to(models / "sft")
+    (gathered / "loop").symlink_to(gathered)  # a loop: not followed again
+    names = [c.name for c in discover(gathered)]
+    assert sorted(names) == ["a", "runs/broken", "runs/lp1_lr1"]
+
+
+def test_plain_cells_are_evaluated_with_the_bos_their_training_used(tmp_path, data):
+    """A plain-format cell trained with a BOS-adding tokenizer (Llama, Mistral) records `add_bos_token: true`;
+    `run` evaluates it the same way (an older manifest without the field: inferred from its tokenizer), unless
+    the user says otherwise. Neither the shared tiny tokenizer nor SmolLM2's adds a BOS, so this model's does."""
+    from evalsuite.backends import HFConfig, LoglikelihoodRequest, load_backend
+    from evalsuite.manifest import CheckpointManifest, write_manifest
+    from evalsuite.run.pipeline import run_models
+    from tests.conftest import bos_model_dir
+
+    root = tmp_path / "models"
+    for name, recorded in (("recorded", True), ("older", None)):
+        path = bos_model_dir(root / name)
+        manifest = CheckpointManifest(stage="sft", base_model="b", prompt_format="plain", dtype="float32")
+        write_manifest(path, manifest.model_copy(update={"add_bos_token": recorded}))
+    out = tmp_path / "out"
+    run_models(root, _settings(data), out)
+    results = json.loads((out / "checkpoints" / "recorded" / "results_mmlu_loglikelihood.json").read_text())
+    assert results["config"]["backend"]["add_bos_token"] is True
+    sample = json.loads((out / "checkpoints" / "older" / "samples_mmlu_loglikelihood.jsonl").read_text().split("\n")[0])
+    context, continuation = sample["arguments"][0]
+    with load_backend(HFConfig(model=str(root / "older"), dtype="float32", add_bos_token=True)) as bos:
+        expected = bos.loglikelihood([LoglikelihoodRequest(context, continuation)])[0].logprob
+    assert sample["resps"][0][0][0] == pytest.approx(expected)
+    run_models(root, _settings(data, backend={"kind": "hf", "dtype": "float32", "add_bos_token": False}), tmp_path / "o2")
+    told = json.loads((tmp_path / "o2" / "checkpoints" / "recorded" / "results_mmlu_loglikelihood.json").read_text())
+    assert told["config"]["backend"]["add_bos_token"] is False
+
+
+def test_template_kind_asks_each_checkpoint_in_its_other_format(models, data, tmp_path):
+    """`template` variants are asked in the format the checkpoint does not use (plain cells: the chat template);
+    one variant per item, whatever --variants says."""
+    from evalsuite.run.pipeline import run_models
+
+    outcome = run_models(models, _settings(data, kinds=["template"], variants=3), tmp_path / "out")
+    rows = [json.loads(x) for x in (tmp_path / "out" / "checkpoints" / "sft" / "lp0_lr1" /
+                                    "samples_mmlu_loglikelihood@template.jsonl").read_text().split("\n") if x]
+    assert len(rows) == 6 and all(r["prompt_format"] == "chat_template" for r in rows)
+    assert all("<|im_start|>" in r["arguments"][0][0] for r in rows)
+    table = outcome.table
+    assert set(table[(table.condition == "template") & (table.metric == "agreement")].checkpoint) == {
+        "base", "sft/lp0_lr1", "sft/lp1_lr1"}

@@ -87,3 +87,30 @@ def test_a_paraphrase_model_without_the_rephrase_kind_is_refused(tmp_path):
     proc = subprocess.run(EVALSUITE + ["run", "--models", str(tmp_path), "--perturb", "typo", "--paraphrase-model", "m",
                                        "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode != 0 and "rephrase kind" in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+
+
+def test_run_help_shows_every_default():
+    """Defaults are written "(default: X)": rich read the old "[default: X]" as markup and dropped it, leaving " ."."""
+    proc = subprocess.run(EVALSUITE + ["run", "--help"], capture_output=True, text=True, cwd=ROOT,
+                          env={**__import__("os").environ, "COLUMNS": "250"})
+    assert proc.returncode == 0
+    for default in ("(default: mmlu,bbh,ifeval)", "(default: 2)", "(default: 0.1)", "(default: 1234)", "(default: 16)",
+                    "(default: response_length)"):
+        assert default in proc.stdout, default
+    assert " ." not in proc.stdout
+
+
+def test_run_json_records_settings_as_json_values(tmp_path):
+    """Numeric options stay numbers, a judge is recorded by its identity (never an object's repr)."""
+    from evalsuite.backends import HFConfig
+    from evalsuite.benchmarks.judge import Judge, JudgeCache
+    from evalsuite.run.types import RunSettings
+
+    judge = Judge(HFConfig(model="judge-model"), cache=JudgeCache(tmp_path / "j.sqlite"))
+    settings = RunSettings(benchmarks=["mmlu", "mtbench"], options={"mmlu": {"num_fewshot": 5}, "mtbench": {"judge": judge}})
+    record = settings.record()
+    assert record["options"]["mmlu"] == {"num_fewshot": 5}
+    assert record["options"]["mtbench"]["judge"]["model"] == "judge-model"
+    import json
+
+    assert json.loads(json.dumps(record)) == record
