@@ -18,6 +18,7 @@ from typing import Any, Callable
 from evalsuite.backends import GenerationRequest, LoglikelihoodRequest, load_backend, parse_backend_config
 from evalsuite.manifest import library_versions
 from evalsuite.models import DEFAULT_MODEL, prepare_model
+from evalsuite.paths import atomic_write
 from evalsuite.training.cells import CellResult
 from evalsuite.training.config import SFTRunConfig, load_run_config, load_sft_config
 from evalsuite.training.dpo import DPORunConfig, train_dpo_grid
@@ -178,4 +179,4 @@ def _write(result: DemoResult, backend_config: dict[str, Any]) -> None:
         "timings_s": result.timings_s,
         "versions": library_versions(),
     }
-    (result.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write(result.out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -162,22 +162,23 @@ def score(
     from evalsuite.benchmarks.registry import get_benchmark
     from evalsuite.benchmarks.runner import write_result
     from evalsuite.errors import ConfigError
+    from evalsuite.paths import atomic_write, ensure_output_dir
 
     name = benchmark.partition(":")[0]
     if name not in ("ifeval", "bbh", "mmlu", "mtbench", "alpacaeval"):
         raise ConfigError(f"`evalsuite score` handles ifeval, bbh, bbh:cot, mmlu, mtbench and alpacaeval; got {benchmark!r}")
     if name in ("mtbench", "alpacaeval") and judge_model is None:
         raise ConfigError(f"scoring {name} needs a judge: --judge-model (and --judge-base-url for a served one)")
+    ensure_output_dir(out)  # before any work
     rows = scoring.read_responses(responses, "output" if name == "alpacaeval" else "response") \
         if name != "mtbench" else [row for _, row in scoring.read_rows_file(responses)]
-    out.mkdir(parents=True, exist_ok=True)
     if name == "ifeval":
         from evalsuite.benchmarks.ifeval import HUB_ID, score_responses
 
         strict, loose, summary = score_responses(rows, prepared_or(data, HUB_ID), log=_log)
         for fname, outs in (("eval_results_strict.jsonl", strict), ("eval_results_loose.jsonl", loose)):
-            (out / fname).write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in outs))
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+            atomic_write(out / fname, "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in outs))
+        atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
         table = Table("metric", "value")
         for key in ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc"):
             table.add_row(key, f"{summary[key]:.4f}")

@@ -62,7 +62,6 @@ def run(
         raise ConfigError("a paraphrase model applies to the rephrase kind, which this run does not include")
     if not models.expanduser().is_dir():
         raise ConfigError(f"--models {models} is not a folder")
-    ensure_output_dir(out)
     judge = spec and make_judge(spec.model, spec.base_url, spec.api_key_env, spec.max_new_tokens, spec.backend)
     paraphrase_backend = None
     try:
@@ -71,6 +70,7 @@ def run(
                 if any(b.partition(":")[0] == name for b in settings.benchmarks):
                     settings.options.setdefault(name, {})["judge"] = judge
         build_benchmarks(settings)  # every benchmark, option and judge checked before a paraphraser loads
+        ensure_output_dir(out)
         if rephrase:
             settings.paraphraser, paraphrase_backend = common.load_paraphraser(rephrase.model, rephrase.base_url,
                                                                                rephrase.api_key_env)
@@ -136,7 +136,8 @@ def summary_table(df: Any, kinds: list[str]) -> Table:
     """One row per checkpoint, task and condition (clean, then each kind): score, agreement, POSIX, and beside
     them what the numbers leave out (unscored prompts, truncated prompts, skipped variants) or why there are
     none (the status). Long rather than wide, so it stays readable in a narrow terminal."""
-    table = Table("checkpoint", "task", "condition", "score", "agreement", "POSIX", "notes")
+    table = Table("checkpoint", "task", "condition", "score", "agreement", "POSIX")
+    table.add_column("notes", max_width=48, overflow="ellipsis", no_wrap=True)  # a failure's reason is printed in full below
     metrics = df[df.metric != "status"]
     value = {(r.checkpoint, r.task, r.condition, r.metric): r.value for r in metrics.itertuples()}
     posix = next((m for m in ("posix", "posix_max_new_tokens") if (metrics.metric == m).any()), "posix")

@@ -50,13 +50,7 @@ class RequestStore(Database):
 
     def get(self, keys: Sequence[str]) -> dict[str, str]:
         """Stored responses (JSON text) for the keys that have one."""
-        found: dict[str, str] = {}
-        with self.read() as db:
-            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
-                chunk = list(keys[start:start + 500])
-                marks = ",".join("?" * len(chunk))
-                found.update(db.execute(f"SELECT key, response FROM requests WHERE key IN ({marks})", chunk).fetchall())
-        return found
+        return self.lookup("requests", "response", keys)
 
     def put(self, rows: Iterable[tuple[str, str, str, str, str, str]]) -> None:
         """(key, model, backend, kind, request, response) rows, all in one transaction."""

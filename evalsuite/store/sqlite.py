@@ -80,6 +80,16 @@ class Database:
         except sqlite3.DatabaseError as exc:
             raise self._error(exc) from None
 
+    def lookup(self, table: str, column: str, keys: Sequence[str]) -> dict[str, str]:
+        """`column` of the rows of `table` whose `key` is one of `keys`, by key (missing keys left out)."""
+        found: dict[str, str] = {}
+        with self.read() as db:
+            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                found.update(db.execute(f"SELECT key, {column} FROM {table} WHERE key IN ({marks})", chunk).fetchall())
+        return found
+
     def file_sha256(self, path: Path) -> str:
         """The sha256 of a file's content, remembered by (path, size, mtime, ctime, inode): a large weights file
         is hashed once, and any write to it (in place, a copy over it, a rename onto it) is seen, since a write
@@ -114,13 +124,7 @@ class TextCache(Database):
         super().__init__(path, self.SCHEMA, what=what)
 
     def get(self, keys: Sequence[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
-        with self.read() as db:
-            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
-                chunk = list(keys[start:start + 500])
-                marks = ",".join("?" * len(chunk))
-                found.update(db.execute(f"SELECT key, text FROM judgements WHERE key IN ({marks})", chunk).fetchall())
-        return found
+        return self.lookup("judgements", "text", keys)
 
     def put(self, items: dict[str, str]) -> None:
         with self.write() as db:

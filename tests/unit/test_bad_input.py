@@ -108,6 +108,7 @@ CASES = [
                              "--out", "{root}/v.jsonl"], "--variants"),
     ("score: responses file missing", ["score", "bbh", "--responses", "{root}/nope.jsonl", "--out", "{out}"], "cannot read"),
     ("score: responses line not JSON", ["score", "bbh", "--responses", "{bad_jsonl}", "--out", "{out}"], "bad.jsonl:2"),
+    ("score: out is a file", ["score", "bbh", "--responses", "{bad_jsonl}", "--out", "{root}/file.txt"], "is a file"),
     ("score: unknown benchmark", ["score", "notabench", "--responses", "{bad_jsonl}", "--out", "{out}"], "handles"),
     ("data prepare: packages folder without the wheels", ["data", "prepare", "--dest", "{root}/d", "--packages", "{root}/empty"],
      "has no wheel of"),

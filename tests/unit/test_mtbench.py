@@ -113,7 +113,7 @@ def test_two_turns_temperatures_retries_failures_and_cache(data_dir, tiny_long_m
                                                                                     for i in items]
 
 
-def test_alpacaeval_win_rate_through_alpaca_eval(data_dir, tmp_path):
+def test_alpacaeval_win_rate_through_alpaca_eval(data_dir, tmp_path, monkeypatch):
     """alpaca-eval's annotator (prompt, seeded output order, parser) and win rate with our cached judge: a
     judge that prefers the answer containing GOOD (else the longer one, here the reference) gives the model
     exactly the items where its answer has it, whichever order alpaca-eval showed the two answers in."""
@@ -131,6 +131,8 @@ def test_alpacaeval_win_rate_through_alpaca_eval(data_dir, tmp_path):
             return "I am not sure."
         return str([{"model": "model_1", "rank": 1 if good_first else 2}, {"model": "model_2", "rank": 2 if good_first else 1}])
 
+    downloads = []  # scoring never reaches for the hub (alpaca-eval's length-controlled GLM wants df_gamed.csv)
+    monkeypatch.setattr("alpaca_eval.metrics.glm_winrate.hf_hub_download", lambda *a, **k: downloads.append(k))
     scripted = ScriptedJudge(reply)
     judge = Judge(HFConfig(model="judge-model"), cache=JudgeCache(tmp_path / "j.sqlite"), backend=scripted, retries=1)
     bench = get_benchmark("alpacaeval", judge=judge)
@@ -144,7 +146,7 @@ def test_alpacaeval_win_rate_through_alpaca_eval(data_dir, tmp_path):
     assert [s.metrics["win"] for s in samples] == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0, None]
     assert results["judge_failed_count"] == 1 and results["n_total,none"] == 7
     assert results["win_rate,none"] == pytest.approx(100 * 4 / 7)
-    assert results["reported"] == "win_rate" and "length_controlled_winrate,none" not in results
+    assert results["reported"] == "win_rate" and "length_controlled_winrate,none" not in results and not downloads
     # alpaca-eval really shuffled the order: the model's winning answers were shown first for some items
     # and second for others, so the judge's rankings differ.
     raw = {s.extra["raw_completion"] for s in samples if s.metrics["win"] == 1.0}

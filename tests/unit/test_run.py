@@ -164,6 +164,11 @@ def test_posix_through_the_backend_matches_the_formula_by_hand(tiny_long_model_d
         logp = [[engine.score([ScoreRequest(prompts[i], tuple(ids[j]))])[0].total for j in range(3)] for i in range(3)]
     by_hand = sum(abs(logp[i][j] - logp[j][j]) / len(ids[j]) for i in range(3) for j in range(3) if i != j) / 6
     assert sets == 1 and value == pytest.approx(by_hand, rel=1e-5) and value > 0
+    # the released library's normaliser: max_new_tokens (5) instead of each response's own length
+    with load_backend(HFConfig(model=str(tiny_long_model_dir), dtype="float32")) as engine:
+        library, _ = posix_of(bench, [item], variants, StoredBackend(engine, RequestStore(tmp_path / "s.sqlite")),
+                              Prompter("plain", engine.tokenizer), normalization="max_new_tokens")
+    assert library == pytest.approx(sum(abs(logp[i][j] - logp[j][j]) / 5 for i in range(3) for j in range(3) if i != j) / 6)
 
 
 def test_tracker_sees_every_checkpoint_and_step_in_order(models, data, tmp_path):
@@ -300,6 +305,22 @@ def test_plain_cells_are_evaluated_with_the_bos_their_training_used(tmp_path, da
     run_models(root, _settings(data, backend={"kind": "hf", "dtype": "float32", "add_bos_token": False}), tmp_path / "o2")
     told = json.loads((tmp_path / "o2" / "checkpoints" / "recorded" / "results_mmlu_loglikelihood.json").read_text())
     assert told["config"]["backend"]["add_bos_token"] is False
+
+
+def test_names_from_disk_reach_the_terminal_with_control_characters_escaped(tmp_path, data, tiny_model_dir):
+    """A checkpoint folder named with a terminal escape sequence is shown, not obeyed (model text is printed the
+    same way, through `evalsuite.cli.common.shown`)."""
+    import shutil
+
+    from evalsuite.cli.common import shown
+
+    assert shown("ok\x1b[2J\x07[bold]x") == "ok\\x1b[2J\\x07\\[bold]x"
+    root = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, root / "evil\x1b[2Jname")
+    proc = subprocess.run(EVALSUITE + ["run", "--models", str(root), "--benchmarks", "mmlu", "--perturb", "", "--data",
+                                       str(data), "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "\x1b" not in proc.stdout and "evil\\x1b[2Jname" in proc.stdout
 
 
 def test_template_kind_asks_each_checkpoint_in_its_other_format(models, data, tmp_path):
