@@ -15,3 +15,11 @@ class CheckpointError(EvalsuiteError):
 
 class BackendUnavailableError(EvalsuiteError):
     """A backend's library is not installed or its endpoint cannot be reached."""
+
+
+def did_you_mean(word: str, known: "list[str] | set[str]") -> str:
+    """` (did you mean X?)` for the closest known name, or nothing: the hint every unknown-name error gives."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import shutil
 import tempfile
@@ -12,6 +14,8 @@ from pathlib import Path
 from typing import IO, Any
 
 CACHE_ENV = "EVALSUITE_CACHE_DIR"
+UMASK = os.umask(0o022)  # read once, at import (reading it means setting it), and put straight back
+os.umask(UMASK)
 
 
 def cache_dir() -> Path:
@@ -73,17 +77,11 @@ def atomic_output(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; the result is an ordinary file
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes the file private; the result is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_write(path: Path, data: str | bytes) -> Path:
@@ -91,6 +89,27 @@ def atomic_write(path: Path, data: str | bytes) -> Path:
     with atomic_output(path, "wb" if isinstance(data, bytes) else "w") as fh:
         fh.write(data)
     return Path(path)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and infinities as None (JSON has neither; e.g. a standard error over one item)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def to_json(value: Any, indent: int | None = None) -> str:
+    """Valid JSON for records evalsuite writes: NaN and infinities as null, never the `NaN` token."""
+    return json.dumps(json_safe(value), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def write_json(path: Path, value: Any, indent: int = 2) -> Path:
+    """`value` as JSON (see `to_json`) at `path`, atomically."""
+    return atomic_write(path, to_json(value, indent) + "\n")
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -114,15 +114,38 @@ class Paraphraser:
         raise Skip(f"all {self.attempts} paraphrases rejected: " + "; ".join(reasons))
 
 
+def api_key(base_url: str, api_key_env: str | None) -> str | None:
+    """The key to send, or None: the variable the user named, or OPENAI_API_KEY for OpenAI's own endpoint only,
+    so a user's key never reaches another server unasked; a key over plain http off this machine is warned
+    about. The same policy as evalsuite's OpenAI-compatible backend (this package cannot import it)."""
+    import ipaddress
+    import logging
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    env = api_key_env or ("OPENAI_API_KEY" if url.scheme == "https" and url.hostname == "api.openai.com" else None)
+    if env is None:
+        return None
+    key = os.environ.get(env, "")
+    if not key:
+        raise ValueError(f"environment variable {env} (the API key for {base_url}) is not set or empty")
+    try:
+        loopback = url.hostname == "localhost" or ipaddress.ip_address(url.hostname or "").is_loopback
+    except ValueError:
+        loopback = False
+    if url.scheme == "http" and not loopback:
+        logging.getLogger(__name__).warning("the API key from %s goes to %s over plain http: use https", env,
+                                            url.hostname)
+    return key
+
+
 def openai_completer(base_url: str, model: str, api_key_env: str | None = None, max_tokens: int = 512,
                      timeout: float = 120.0) -> Complete:
-    """Chat completions from an OpenAI-compatible endpoint; the key comes from `api_key_env` at call time."""
+    """Chat completions from an OpenAI-compatible endpoint; the key as `api_key` decides. (evalsuite itself
+    paraphrases through its own backend, which adds bounded retries and reply checks.)"""
     from openai import OpenAI
 
-    key = os.environ.get(api_key_env, "") if api_key_env else "EMPTY"
-    if api_key_env and not key:
-        raise ValueError(f"environment variable {api_key_env} (the paraphrase endpoint's API key) is not set")
-    client = OpenAI(base_url=base_url, api_key=key or "EMPTY", timeout=timeout)
+    client = OpenAI(base_url=base_url, api_key=api_key(base_url, api_key_env) or "EMPTY", timeout=timeout)
 
     def complete(messages: list[dict[str, str]], seed: int, temperature: float) -> str:
         reply = client.chat.completions.create(model=model, messages=messages, seed=seed,  # type: ignore[arg-type]

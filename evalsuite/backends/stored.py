@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from evalsuite.backends.types import (

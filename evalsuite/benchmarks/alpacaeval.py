@@ -19,9 +19,12 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
+from pydantic import PositiveInt
+
 from evalsuite.backends import GenerationRequest
 from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments
 from evalsuite.benchmarks.data import load_split, subsample
+from evalsuite.benchmarks.judge import Judge
 from evalsuite.benchmarks.prompting import Prompter
 from evalsuite.benchmarks.registry import register
 from evalsuite.errors import ConfigError, EvalsuiteError
@@ -62,11 +65,9 @@ class AlpacaEval(Benchmark):
 
     primary = ("win", "none")
 
-    def __init__(self, variant: str | None = None, judge: Any = None, max_new_tokens: int | None = None,
-                 annotator: str = ANNOTATOR) -> None:
+    def __init__(self, variant: str | None = None, judge: Judge | None = None,
+                 max_new_tokens: PositiveInt | None = None, annotator: str = ANNOTATOR) -> None:
         super().__init__(variant)
-        if max_new_tokens is not None and max_new_tokens < 1:
-            raise ConfigError(f"alpacaeval: max_new_tokens must be >= 1 (got {max_new_tokens})")
         self.judge = judge
         self.annotator = annotator
         self.max_new_tokens = max_new_tokens or MAX_NEW_TOKENS

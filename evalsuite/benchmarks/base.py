@@ -46,7 +46,7 @@ class Benchmark(ABC):
         """What results files record about this benchmark's configuration (JSON values only)."""
         return {"name": self.name, "variant": self.variant}
 
-    def provenance(self, source: Any) -> dict[str, Any]:
+    def provenance(self, source: Any = None) -> dict[str, Any]:
         """What the numbers depend on besides `settings()`: where the items really come from, which scorer
         resources are used (recorded beside the settings in every result)."""
         return {}

@@ -19,6 +19,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
+from pydantic import PositiveInt
+
 from evalsuite.backends import GenerationRequest
 from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments
 from evalsuite.benchmarks.data import load_split, subsample
@@ -85,10 +87,8 @@ class BBH(Benchmark):
     variants = ("zeroshot", "cot")
 
     def __init__(self, variant: str | None = None, tasks: Sequence[str] | None = None,
-                 max_new_tokens: int | None = None) -> None:
+                 max_new_tokens: PositiveInt | None = None) -> None:
         super().__init__(variant)
-        if max_new_tokens is not None and max_new_tokens < 1:
-            raise ConfigError(f"bbh: max_new_tokens must be >= 1 (got {max_new_tokens})")
         self.max_new_tokens = max_new_tokens  # None: the task's own (lm-eval's `max_gen_toks`)
         known = task_names()
         unknown = sorted(set(tasks or ()) - set(known))

@@ -17,6 +17,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from pydantic import PositiveInt
+
 from evalsuite.backends import GenerationRequest
 from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments
 from evalsuite.benchmarks.data import load_split, subsample
@@ -89,10 +91,8 @@ class IFEval(Benchmark):
 
     primary = ("prompt_level_strict_acc", "none")
 
-    def __init__(self, variant: str | None = None, max_new_tokens: int | None = None) -> None:
+    def __init__(self, variant: str | None = None, max_new_tokens: PositiveInt | None = None) -> None:
         super().__init__(variant)
-        if max_new_tokens is not None and max_new_tokens < 1:
-            raise ConfigError(f"ifeval: max_new_tokens must be >= 1 (got {max_new_tokens})")
         self.max_new_tokens = max_new_tokens or MAX_GEN_TOKS
 
     def settings(self) -> dict[str, Any]:

@@ -53,15 +53,30 @@ class Judge:
         return str(self.config.model)
 
     def identity(self) -> dict[str, Any]:
-        """What makes two judges the same judge: its settings (never the key itself: only the env var's name is
-        kept) and, for a local checkpoint, the content of its files, so a judge re-trained in place is another
-        judge (`evalsuite.store.identity`)."""
+        """What makes two judges the same judge: its settings (never the key, nor the name of its variable) and,
+        for a local checkpoint, the content of its files, so a judge re-trained in place is another judge
+        (`evalsuite.store.identity`)."""
         from evalsuite.backends.stored import NOT_IDENTITY
         from evalsuite.store import model_identity
 
         data = self.config.model_dump(mode="json")
         settings = {k: v for k, v in data.items() if k not in NOT_IDENTITY or k in ("model", "tokenizer")}
+        if self.config.kind == "openai":  # a served judge is its name and URL: nothing on disk to hash
+            return settings
         return {**settings, "content": model_identity(self.config, self.cache)}
+
+    def check(self) -> None:
+        """What can be checked without asking anything: a served judge's key (its variable set, see
+        `openai_backend.api_key_for`), a local judge's checkpoint. Runs refuse a judge that fails this before any
+        model loads; an endpoint that cannot be reached shows only when the first judgement is asked for."""
+        if self.config.kind == "openai":
+            from evalsuite.backends.openai_backend import api_key_for
+
+            api_key_for(self.config.base_url, self.config.api_key_env)
+        else:
+            from evalsuite.models.checkpoint import check_checkpoint_dir
+
+            check_checkpoint_dir(self.config.model)
 
     def backend(self) -> Any:
         if self._backend is None:

@@ -17,6 +17,8 @@ import hashlib
 from collections import Counter
 from typing import Any, Sequence
 
+from pydantic import NonNegativeInt, PositiveInt
+
 from evalsuite.backends import GenerationRequest, LoglikelihoodRequest
 from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments, subset_positions
 from evalsuite.benchmarks.data import load_split, subsample
@@ -84,10 +86,8 @@ class MMLU(Benchmark):
     name = "mmlu"
     variants = ("loglikelihood", "generative")
 
-    def __init__(self, variant: str | None = None, num_fewshot: int = 0, max_new_tokens: int = 256) -> None:
+    def __init__(self, variant: str | None = None, num_fewshot: NonNegativeInt = 0, max_new_tokens: PositiveInt = 256) -> None:
         super().__init__(variant)
-        if num_fewshot < 0 or max_new_tokens < 1:
-            raise ConfigError(f"mmlu: num_fewshot must be >= 0 and max_new_tokens >= 1 (got {num_fewshot}, {max_new_tokens})")
         if self.variant == "generative" and num_fewshot:
             raise ConfigError("the generative MMLU variant is 0-shot (the WIT paper's protocol)")
         self.num_fewshot = num_fewshot

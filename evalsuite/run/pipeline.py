@@ -13,7 +13,6 @@ POSIX, whose generations are the clean and perturbed answers already stored).
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from contextlib import contextmanager
@@ -49,6 +48,7 @@ class Task:
     items: list[Any]
     variants: dict[str, tuple[list[Any], int]]  # kind -> (perturbed items, skipped variants)
     config: dict[str, Any]
+    per_item: dict[str, int] = field(default_factory=dict)  # kind -> variants made per item (template: 1)
 
     @property
     def name(self) -> str:
@@ -65,36 +65,24 @@ class RunOutcome:
         return [s for s in self.statuses if s.failed]
 
 
-def build_benchmarks(settings: RunSettings) -> list[Any]:
-    """Every benchmark of the run, its options and judge checked (cheap: nothing is loaded)."""
-    from evalsuite.benchmarks.registry import get_benchmark
-
-    benches = [get_benchmark(spec, **settings.options.get(spec.partition(":")[0], {})) for spec in settings.benchmarks]
-    missing = sorted({b.name for b in benches if b.needs_judge and getattr(b, "judge", None) is None})
-    if missing:
-        raise ConfigError(f"{', '.join(missing)} need(s) a judge: --judge-model (and --judge-base-url for a served "
-                          "one), or a judge: section in the run file")
-    return benches
-
-
 def prepare_tasks(settings: RunSettings, log: Log) -> list[Task]:
     """Every benchmark built and checked, its items loaded and perturbed, before any model loads: a typo in a
     benchmark name or option, a missing judge or missing data costs nothing."""
+    from evalsuite.benchmarks.runner import build_benchmarks, load_items
     from evalsuite.perturbing import item_variant_rows, kind_with, perturbed_items
 
-    benches = build_benchmarks(settings)
+    benches = build_benchmarks(settings.benchmarks, settings.options)
     tasks = []
     for bench in benches:
-        data = settings.data
-        items = bench.load(data, limit=settings.limit) if data else bench.load(limit=settings.limit)
-        variants = {}
-        for kind in settings.kinds:
-            rows = item_variant_rows(bench, items, kind_with(kind, settings.paraphraser), settings.variants,
-                                     settings.seed, settings.severity)
-            variants[kind] = perturbed_items(items, rows)
-        provenance = bench.provenance(data) if data else bench.provenance()
+        items, provenance = load_items(bench, settings.data, settings.limit)
+        variants, per_item = {}, {}
+        for kind_name in settings.kinds:
+            kind = kind_with(kind_name, settings.paraphraser)
+            rows = item_variant_rows(bench, items, kind, settings.variants, settings.seed, settings.severity)
+            variants[kind_name] = perturbed_items(items, rows)
+            per_item[kind_name] = kind.variant_count(settings.variants)
         tasks.append(Task(bench, items, variants, {"benchmark": {**bench.settings(), **provenance},
-                                                   "limit": settings.limit, "data": data}))
+                                                   "limit": settings.limit, "data": settings.data}, per_item))
         log(f"{bench.task_name}: {len(items)} items" + "".join(
             f", {kind} {len(asked)} variants ({skipped} skipped)" for kind, (asked, skipped) in variants.items()))
     return tasks
@@ -172,7 +160,7 @@ def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any
             result = run_benchmark(task.bench, asked, backend, prompter)
             result.task = f"{task.name}@{kind}"
             write_result(result, out_dir, {**config, "perturbed": {
-                "kind": kind, "variants": settings.variants, "severity": settings.severity, "seed": settings.seed,
+                "kind": kind, "variants": task.per_item[kind], "severity": settings.severity, "seed": settings.seed,
                 "skipped": skipped, "prompt_format": sorted({variant_format(v, prompter.format) for v in asked})}})
             value, sets = posix_of(task.bench, task.items, asked, backend, prompter, settings.posix)
             conditions.append(Condition(task.name, kind, result.results, item_results(task.bench, result.samples),
@@ -259,70 +247,117 @@ def run_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def open_run(models: Path, out: Path) -> tuple[list[Checkpoint], Any]:
+    """The checkpoints to evaluate (at least one) and the run's request store, opened and its write access
+    checked: what a run needs before any data or model loads (call it holding the run's lock)."""
+    from evalsuite.run.discovery import discover
+    from evalsuite.store import RequestStore
+
+    found = discover(models)
+    if not found:
+        raise ConfigError(f"no checkpoint below {models} (folders with evalsuite.json or config.json)")
+    return found, RequestStore(out / "requests.sqlite")
+
+
+def preflight(models: Path, out: Path) -> None:
+    """`run_models`' own first checks, for a caller about to load something costly first (an LLM paraphraser):
+    the output folder, no other run in it, checkpoints to evaluate, a writable store."""
+    from evalsuite.paths import ensure_output_dir
+
+    ensure_output_dir(out)
+    with run_lock(out):
+        open_run(models, out)
+
+
 def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | None = None) -> RunOutcome:
     """Every checkpoint below `models` × every benchmark; the results table, `run.json` and per-checkpoint
     records in `out`. Raises (before any model loads) for anything the user must fix; failures of single
     checkpoints or benchmarks are recorded and the run goes on (see `RunOutcome.failed`)."""
     from evalsuite.paths import ensure_output_dir
-    from evalsuite.run.discovery import discover
-    from evalsuite.run.results import POSIX_METRIC, condition_rows, significance_rows, status_rows, write_table
-    from evalsuite.store import RequestStore, StoreError
+    from evalsuite.run.results import significance_rows
 
     track = track or Tracker()
-    log = track.log
     ensure_output_dir(out)
     with run_lock(out):
-        found = discover(models)
-        if not found:
-            raise ConfigError(f"no checkpoint below {models} (folders with evalsuite.json or config.json)")
-        store = RequestStore(out / "requests.sqlite")  # opened (and its write access checked) before any work
-        tasks = prepare_tasks(settings, log)
-        started = time.time()
-        by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]] = {}
-        rows: list[dict[str, Any]] = []
-        statuses: list[Status] = []
-        good = [c for c in found if not c.problem]
+        found, store = open_run(models, out)
+        tasks = prepare_tasks(settings, track.log)
+        progress = Progress(out, models, settings, found)
         for c in found:
             if c.problem:
-                log(f"failed: {c.name}: {c.problem}")
-                statuses += [Status(c.name, t.name, "all", f"failed: {c.problem}") for t in tasks]
-        track.start(len(good))
-        for ckpt in good:
-            log(f"{ckpt.name} ({ckpt.stage}{'' if ckpt.cell is None else f', cell {ckpt.cell}'})")
-            track.checkpoint(ckpt.name, len(tasks) * (1 + len(settings.kinds)))
-            try:
-                conditions, done = evaluate_checkpoint(ckpt, tasks, settings, store, out, track)
-            except (StoreError, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # noqa: BLE001 - e.g. weights that fail to load: recorded, the others go on
-                log(f"failed: {ckpt.name}: {reason(exc)}")
-                conditions, done = [], [Status(ckpt.name, t.name, "all", f"failed: {reason(exc)}") for t in tasks]
-            finally:
-                track.checkpoint_done()
-            statuses += done
-            by_checkpoint[ckpt.name] = (ckpt, conditions)
-            rows += condition_rows(ckpt, conditions, settings.seed, POSIX_METRIC[settings.posix])
-            write_table(rows + status_rows(found, statuses), out)  # partial results after every checkpoint
-            write_run_record(out, models, settings, found, statuses, started, finished=False)
-        sig_rows, sig_statuses = significance_rows(by_checkpoint, settings.seed)
-        statuses += sig_statuses
-        for s in sig_statuses:
-            log(f"warning: {s.task}: {s.status}")
-        table = write_table(rows + sig_rows + status_rows(found, statuses), out)
-        write_run_record(out, models, settings, found, statuses, started, finished=True)
-    return RunOutcome(table, statuses)
+                track.log(f"failed: {c.name}: {c.problem}")
+                progress.statuses += [Status(c.name, t.name, "all", f"failed: {c.problem}") for t in tasks]
+        try:
+            by_checkpoint = evaluate_all([c for c in found if not c.problem], tasks, settings, store, progress, track)
+        except BaseException:  # interrupted, or the store failed: the record says so, not "running"
+            progress.write("stopped")
+            raise
+        sig_rows, notes = significance_rows(by_checkpoint, settings.seed)
+        for note in notes:
+            track.log(f"warning: {note.checkpoint} {note.task}: {note.status}")
+        progress.rows += sig_rows
+        progress.statuses += notes
+        return RunOutcome(progress.write("finished"), progress.statuses)
+
+
+@dataclass
+class Progress:
+    """What a run has so far (metric rows, statuses), written out as the table and `run.json` together."""
+
+    out: Path
+    models: Path
+    settings: RunSettings
+    found: Sequence[Checkpoint]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    statuses: list[Status] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    def write(self, state: str) -> Any:
+        """The table (returned as a DataFrame) and run.json, with `state`: running, finished or stopped."""
+        from evalsuite.run.results import status_rows, write_table
+
+        table = write_table(self.rows + status_rows(self.found, self.statuses), self.out)
+        write_run_record(self.out, self.models, self.settings, self.found, self.statuses, self.started, state)
+        return table
+
+
+def evaluate_all(good: Sequence[Checkpoint], tasks: Sequence[Task], settings: RunSettings, store: Any,
+                 progress: Progress, track: Tracker) -> dict[str, tuple[Checkpoint, list[Condition]]]:
+    """Each checkpoint in turn, its rows and statuses added to `progress`, which is written after each one (a
+    long run has partial results)."""
+    from evalsuite.run.results import POSIX_METRIC, condition_rows
+    from evalsuite.store import StoreError
+
+    by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]] = {}
+    track.start(len(good))
+    for ckpt in good:
+        track.log(f"{ckpt.name} ({ckpt.stage}{'' if ckpt.cell is None else f', cell {ckpt.cell}'})")
+        track.checkpoint(ckpt.name, len(tasks) * (1 + len(settings.kinds)))
+        try:
+            conditions, done = evaluate_checkpoint(ckpt, tasks, settings, store, progress.out, track)
+        except (StoreError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. weights that fail to load: recorded, the others go on
+            track.log(f"failed: {ckpt.name}: {reason(exc)}")
+            conditions, done = [], [Status(ckpt.name, t.name, "all", f"failed: {reason(exc)}") for t in tasks]
+        finally:
+            track.checkpoint_done()
+        progress.statuses += done
+        progress.rows += condition_rows(ckpt, conditions, settings.seed, POSIX_METRIC[settings.posix])
+        by_checkpoint[ckpt.name] = (ckpt, conditions)
+        progress.write("running")
+    return by_checkpoint
 
 
 def write_run_record(out: Path, models: Path, settings: RunSettings, found: Sequence[Checkpoint],
-                     statuses: Sequence[Status], started: float, finished: bool) -> None:
+                     statuses: Sequence[Status], started: float, state: str) -> None:
     """`run.json`: what this run was asked to do and how each unit ended; rewritten with the table, so the two
-    always describe the same run (`state` says whether it is still going)."""
-    from evalsuite.benchmarks.runner import json_safe
+    always describe the same run (`state`: running, finished, or stopped by an interruption or a failure of
+    the store)."""
     from evalsuite.manifest import library_versions
-    from evalsuite.paths import atomic_write
+    from evalsuite.paths import write_json
 
     record = {
-        "state": "finished" if finished else "running",
+        "state": state,
         "models": str(models), "settings": settings.record(),
         "checkpoints": [{**c.info(), "path": str(c.path), "problem": c.problem} for c in found],
         "status": [{"checkpoint": s.checkpoint, "task": s.task, "condition": s.condition, "status": s.status}
@@ -330,4 +365,4 @@ def write_run_record(out: Path, models: Path, settings: RunSettings, found: Sequ
         "failed": sum(s.failed for s in statuses),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "wall_time_s": round(time.time() - started, 1), "versions": library_versions()}
-    atomic_write(out / "run.json", json.dumps(json_safe(record), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    write_json(out / "run.json", record)

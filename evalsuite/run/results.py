@@ -6,7 +6,6 @@ what it is missing. Loads as a pandas DataFrame; written as CSV, Parquet and JSO
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -73,29 +72,33 @@ def condition_rows(ckpt: Checkpoint, conditions: Sequence[Condition], seed: int 
 
 def significance_rows(by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]],
                       seed: int = 0) -> tuple[list[dict[str, Any]], list[Status]]:
-    """Each WIT cell's clean scores against the (0, 1) cell of the same stage, paired by item: McNemar for
-    0/1 scores, a paired bootstrap otherwise. A stage with cells but no (0, 1) cell gets no test, and says so
-    (a status per cell and task) instead of leaving the rows out silently."""
+    """Each WIT cell's clean scores against the (0, 1) cell of its own grid (same stage, base model and data),
+    paired by item: McNemar for 0/1 scores, a paired bootstrap otherwise. Wherever no test can be made (no or
+    several (0, 1) cells in the grid, the reference has no result for the task, no item in common) a status
+    says why instead of the rows being left out silently."""
     from evalsuite.metrics import mcnemar, paired_bootstrap
 
     rows: list[dict[str, Any]] = []
-    missing: list[Status] = []
-    refs = {ck.stage: (ck, conds) for ck, conds in by_checkpoint.values() if ck.cell == (0.0, 1.0)}
+    notes: list[Status] = []
+    refs: dict[tuple[str, ...], list[tuple[Checkpoint, list[Condition]]]] = {}
+    for ck, conds in by_checkpoint.values():
+        if ck.cell == (0.0, 1.0):
+            refs.setdefault(ck.grid, []).append((ck, conds))
     for ck, conds in by_checkpoint.values():
         if ck.cell is None or ck.cell == (0.0, 1.0):
             continue
-        if ck.stage not in refs:
-            missing += [Status(ck.name, c.task, "significance_vs_0_1",
-                               f"skipped: no (0, 1) cell of stage {ck.stage} in this run to test against")
-                        for c in conds if c.condition == "clean"]
-            continue
-        ref_conds = {c.task: c for c in refs[ck.stage][1] if c.condition == "clean"}
+        candidates = refs.get(ck.grid, [])
+        ref_conds = {c.task: c for c in candidates[0][1] if c.condition == "clean"} if len(candidates) == 1 else {}
         for c in conds:
-            if c.condition != "clean" or c.task not in ref_conds:
+            if c.condition != "clean":
                 continue
-            mine, theirs = _per_item(c.item_results), _per_item(ref_conds[c.task].item_results)
-            common = sorted(set(mine) & set(theirs))
-            if not common:
+            note = _no_test(ck, candidates, ref_conds, c)
+            if note is None:
+                mine, theirs = _per_item(c.item_results), _per_item(ref_conds[c.task].item_results)
+                common = sorted(set(mine) & set(theirs))
+                note = None if common else "skipped: no scored item in common with the (0, 1) cell"
+            if note is not None:
+                notes.append(Status(ck.name, c.task, "significance_vs_0_1", note))
                 continue
             a, b = [theirs[i] for i in common], [mine[i] for i in common]
             row = {**ck.info(), "task": c.task, "condition": "clean", "n": len(common), "low": None, "high": None,
@@ -107,7 +110,19 @@ def significance_rows(by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]
                 boot = paired_bootstrap(a, b, seed=seed)
                 rows.append({**row, "metric": "paired_bootstrap_p_vs_0_1", "value": boot.p_value})
             rows.append({**row, "metric": "diff_vs_0_1", "value": sum(b) / len(b) - sum(a) / len(a)})
-    return rows, missing
+    return rows, notes
+
+
+def _no_test(ck: Checkpoint, candidates: list, ref_conds: dict[str, Condition], c: Condition) -> str | None:
+    """Why cell `ck` cannot be tested against its grid's (0, 1) cell on `c.task`, or None."""
+    if not candidates:
+        return f"skipped: no (0, 1) cell of stage {ck.stage} in this grid and run to test against"
+    if len(candidates) > 1:
+        names = ", ".join(sorted(ref.name for ref, _ in candidates))
+        return f"skipped: {len(candidates)} (0, 1) cells ({names}) could be the reference; gather one grid per run"
+    if c.task not in ref_conds:
+        return f"skipped: the (0, 1) cell {candidates[0][0].name} has no result for this task"
+    return None
 
 
 def status_rows(found: Sequence[Checkpoint], statuses: Sequence[Status]) -> list[dict[str, Any]]:
@@ -122,15 +137,14 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> "Any":
     DataFrame. Missing numbers are empty in CSV and null in JSON."""
     import pandas as pd
 
-    from evalsuite.benchmarks.runner import json_safe
-    from evalsuite.paths import atomic_output, atomic_write
+    from evalsuite.paths import atomic_output, write_json
 
     df = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_output(out / "results.csv") as fh:
         df.to_csv(fh, index=False)
     with atomic_output(out / "results.parquet", "wb") as fh:
         df.to_parquet(fh, index=False)
-    atomic_write(out / "results.json", json.dumps(json_safe(rows), indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+    write_json(out / "results.json", rows, indent=1)
     return df
 
 

@@ -67,18 +67,25 @@ def device_defaults() -> dict[str, Any]:
     return {"use_cpu": on_cpu, "dataloader_pin_memory": not on_cpu}
 
 
-def process_state() -> Any:
+def process_state(training_args: dict[str, Any]) -> Any:
     """accelerate's view of this process (main or not, how many processes), usable before any Trainer
-    exists; set up as Trainer sets it up (`use_cpu` without an accelerator), so it agrees with Trainer."""
+    exists; set up as Trainer sets it up (`use_cpu` without an accelerator, the user's `ddp_timeout` and
+    `ddp_backend`), so it agrees with Trainer. The first call starts the process group: Trainer does not start
+    it again, so its settings must be the user's here (main-process work such as a LoRA merge runs while the
+    other ranks wait at a barrier, under that timeout)."""
+    from datetime import timedelta
+
     from accelerate import PartialState
 
-    return PartialState(cpu=device_defaults()["use_cpu"])
+    return PartialState(cpu=device_defaults()["use_cpu"], backend=training_args.get("ddp_backend"),
+                        timeout=timedelta(seconds=int(training_args.get("ddp_timeout", 1800))))
 
 
 def gradient_accumulation(config: BatchConfig) -> int:
     """Micro-batches per optimizer step so that `global_batch_size` sequences, summed over all processes,
     make one step."""
-    per_step = config.training_args()["per_device_train_batch_size"] * process_state().num_processes
+    args = config.training_args()
+    per_step = args["per_device_train_batch_size"] * process_state(args).num_processes
     if config.global_batch_size % per_step:
         raise ConfigError(
             f"global_batch_size {config.global_batch_size} is not a multiple of per_device_train_batch_size × "
@@ -117,11 +124,11 @@ def complete_checkpoints(work: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name.split("-")[-1]))
 
 
-def prepare_work_dir(work: Path, key: str, *, fresh: bool, replace_changed: bool) -> Path | None:
+def prepare_work_dir(work: Path, key: str, *, fresh: bool, replace_changed: bool, state: Any) -> Path | None:
     """Create or reuse the work dir; the last complete checkpoint to resume from, if any. An interrupted
     run with other settings is an error unless `replace_changed`; `fresh` always starts over. Every process
-    decides (so all raise alike), the main process alone changes the folder, the others then read it."""
-    state = process_state()
+    decides (so all raise alike), the main process alone changes the folder, the others then read it
+    (`state`: `process_state`)."""
     discard = _discard_work_dir(work, key, fresh=fresh, replace_changed=replace_changed)
     state.wait_for_everyone()  # all have read the old run key before the main process replaces it
     if state.is_main_process:
@@ -190,6 +197,7 @@ class CellPlan:
     build_trainer: Callable[[list[TrainerCallback]], Any]
     # (trainer, its train() output, wall seconds over all attempts) -> the manifest
     build_manifest: Callable[[Any, Any, float], CheckpointManifest]
+    training_args: dict[str, Any]  # the stage's Trainer arguments (the process group's settings come from them)
 
 
 def run_cell(plan: CellPlan, *, force: bool, retrain_changed: bool, log: Log) -> CellResult:
@@ -198,7 +206,8 @@ def run_cell(plan: CellPlan, *, force: bool, retrain_changed: bool, log: Log) ->
     dirs = plan.dirs
     if (done := finished(dirs, plan.key, force=force, retrain_changed=retrain_changed, log=log)) is not None:
         return done
-    resume = prepare_work_dir(dirs.work, plan.key, fresh=force, replace_changed=retrain_changed)
+    resume = prepare_work_dir(dirs.work, plan.key, fresh=force, replace_changed=retrain_changed,
+                              state=process_state(plan.training_args))
     wall = WallClock(dirs.work)
     trainer = plan.build_trainer([wall])
     log(f"{dirs.label}: {plan.summary}" + (f", resuming from {resume.name}" if resume else ""))

@@ -7,7 +7,6 @@ Top-level fields are the ones evalsuite itself acts on; `training:` takes any fi
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -21,7 +20,7 @@ from pydantic import (
 )
 
 from evalsuite.configfile import load_config_file, parse_yaml, validation_problems
-from evalsuite.errors import ConfigError
+from evalsuite.errors import ConfigError, did_you_mean
 from evalsuite.models.embedded import DEFAULT_MODEL
 from evalsuite.training.data import DatasetSpec, PromptFormat, Truncation
 
@@ -132,9 +131,8 @@ def check_training_fields(training: dict[str, Any], config_cls: type | None = No
         if key in reserved:
             problems.append(f"training.{key} is set by evalsuite: use {reserved[key]} instead")
         elif key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            problems.append(f"training.{key} is not a {config_cls.__name__}/TrainingArguments field{hint}")
+            problems.append(f"training.{key} is not a {config_cls.__name__}/TrainingArguments field"
+                            f"{did_you_mean(key, known)}")
     if problems:
         raise ValueError("; ".join(problems))
 

@@ -170,7 +170,8 @@ def train_dpo_cell(
         )
 
     return run_cell(CellPlan(dirs, key, tokenizer, config.lora is not None, f"DPO on {len(data.examples)} pairs",
-                             trainer, manifest), force=force, retrain_changed=retrain_changed, log=log)
+                             trainer, manifest, config.training_args()),
+                    force=force, retrain_changed=retrain_changed, log=log)
 
 
 def sft_root(from_dir: Path) -> Path:

@@ -139,7 +139,8 @@ def train_cell(
         )
 
     summary = f"training {len(data.examples)} examples, {config.global_batch_size} per step"
-    return run_cell(CellPlan(dirs, key, tokenizer, config.lora is not None, summary, trainer, manifest),
+    return run_cell(CellPlan(dirs, key, tokenizer, config.lora is not None, summary, trainer, manifest,
+                             config.training_args()),
                     force=force, retrain_changed=retrain_changed, log=log)
 
 

@@ -310,3 +310,16 @@ def test_truncated_prompts_are_counted_per_benchmark_and_written_with_the_item(t
     assert result.results["all"]["truncated_requests"] == 4  # the long item's four options
     records = {s.item_id: sample_record(s) for s in result.samples}
     assert records["geography/1"]["truncated_requests"] == 4 and "truncated_requests" not in records["geography/0"]
+
+
+def test_items_and_provenance_load_from_the_default_source_too(monkeypatch):
+    """With no data folder (the hub is the source), `eval` and `run` load items and provenance alike for every
+    benchmark (a benchmark without its own provenance once made that path a TypeError)."""
+    from evalsuite.benchmarks import BENCHMARKS, get_benchmark
+    from evalsuite.benchmarks.runner import load_items
+
+    for name, cls in sorted(BENCHMARKS.items()):
+        monkeypatch.setattr(cls, "load", lambda self, source=None, limit=None, seed=None: [])
+        if name in ("bbh", "ifeval"):  # their provenance reads the source: a prepared folder or the hub
+            monkeypatch.setattr(cls, "provenance", lambda self, source=None: {"from": source})
+        assert load_items(get_benchmark(name), None) == ([], {} if name not in ("bbh", "ifeval") else {"from": None})

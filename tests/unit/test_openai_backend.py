@@ -332,3 +332,20 @@ def test_key_policy_openai_gets_its_key_others_none_and_http_off_machine_is_warn
         assert api_key_for("http://10.0.0.5:8000/v1", "MY_KEY") == "sk-mine"
     assert "MY_KEY" in caplog.text and "10.0.0.5" in caplog.text and "plain http" in caplog.text
     assert "sk-mine" not in caplog.text
+
+
+def test_the_standalone_paraphrasers_key_policy_agrees_with_the_backends(monkeypatch):
+    """`perturbations.llm` cannot import evalsuite, so it holds its own copy of the key policy: the two agree."""
+    from perturbations.llm import api_key
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    monkeypatch.setenv("MY_KEY", "sk-mine")
+    monkeypatch.delenv("UNSET_KEY", raising=False)
+    for url in ("https://api.openai.com/v1", "http://api.openai.com/v1", "https://example.com/v1",
+                "http://127.0.0.1:8000/v1", "http://10.0.0.5/v1"):
+        for env in (None, "MY_KEY"):
+            assert api_key(url, env) == api_key_for(url, env), (url, env)
+        with pytest.raises(ValueError):
+            api_key(url, "UNSET_KEY")
+        with pytest.raises(ConfigError):
+            api_key_for(url, "UNSET_KEY")

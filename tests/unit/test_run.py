@@ -262,8 +262,28 @@ def test_a_missing_0_1_cell_is_said_not_silently_dropped(tmp_path, data):
     write_manifest(path, manifest.model_copy(update={"cell": {"lambda_p": 1.0, "lambda_r": 1.0}}))
     outcome = run_models(root, _settings(data), tmp_path / "out")
     note = outcome.table[outcome.table.condition == "significance_vs_0_1"]
-    assert list(note.status) == ["skipped: no (0, 1) cell of stage sft in this run to test against"]
+    assert list(note.status) == ["skipped: no (0, 1) cell of stage sft in this grid and run to test against"]
     assert not outcome.failed
+
+
+def test_cells_are_tested_against_the_0_1_cell_of_their_own_grid(tmp_path, data):
+    """Two grids gathered under one folder (other base model): each cell's test uses its own grid's (0, 1) cell;
+    a grid with two candidate references is not guessed at, it says so."""
+    from evalsuite.manifest import CheckpointManifest, write_manifest
+    from evalsuite.run.pipeline import run_models
+
+    root = tmp_path / "models"
+    cells = [("a/lp0_lr1", "A", (0.0, 1.0)), ("a/lp1_lr1", "A", (1.0, 1.0)), ("b/lp0_lr1", "B", (0.0, 1.0)),
+             ("b/copy_lp0_lr1", "B", (0.0, 1.0)), ("b/lp1_lr1", "B", (1.0, 1.0))]
+    for seed, (name, base, cell) in enumerate(cells):
+        path = build_tiny_model(root / name, seed=seed, max_positions=1024)
+        manifest = CheckpointManifest(stage="sft", base_model=base, prompt_format="plain", dtype="float32")
+        write_manifest(path, manifest.model_copy(update={"cell": {"lambda_p": cell[0], "lambda_r": cell[1]}}))
+    table = run_models(root, _settings(data), tmp_path / "out").table
+    tested = table[table.metric == "mcnemar_p_vs_0_1"]
+    assert list(tested.checkpoint) == ["a/lp1_lr1"]
+    note = table[(table.condition == "significance_vs_0_1")]
+    assert list(note.checkpoint) == ["b/lp1_lr1"] and note.status.iloc[0].startswith("skipped: 2 (0, 1) cells")
 
 
 def test_checkpoint_folders_behind_symbolic_links_are_found_once(models, tmp_path):
