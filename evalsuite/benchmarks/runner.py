@@ -127,8 +127,8 @@ def checkpoint_prompting(model_dir: Path | None, requested: str, add_bos_token: 
     trained_plain = manifest is not None and manifest.stage in ("sft", "dpo") and manifest.prompt_format == "plain"
     trained_bos = None
     if trained_plain and fmt == "plain":
-        trained_bos = getattr(manifest, "add_bos_token", None)
-        if trained_bos is None:
+        trained_bos = manifest.add_bos_token
+        if trained_bos is None:  # a manifest from before the field
             trained_bos = tokenizer_adds_bos(load_tokenizer(model_dir))
     if add_bos_token is None:
         return Prompting(fmt, bool(trained_bos))

@@ -152,14 +152,14 @@ def summary_table(df: Any, kinds: list[str]) -> Table:
         return ", ".join(f"{int(v)} {label}" for v, label in counts if v)
 
     statuses = df[df.metric == "status"]
+    status = {(r.checkpoint, r.task, r.condition): str(r.status) for r in statuses.itertuples()}
     for r in statuses[statuses.condition == "all"].itertuples():
         if r.status != "ok":
             table.add_row(shown(str(r.checkpoint)), r.task, "-", "-", "-", "-", shown(str(r.status)))
             continue
         for cond in ("clean", *kinds):
             key = (r.checkpoint, r.task, cond)
-            skipped = statuses[(statuses.checkpoint == r.checkpoint) & (statuses.task == r.task) & (statuses.condition == cond)]
-            note = shown(str(skipped.status.iloc[0])) if not skipped.empty else notes(key)
+            note = shown(status[key]) if key in status else notes(key)  # a skipped condition says why
             table.add_row(shown(str(r.checkpoint)), r.task, cond, cell(key, "score"), cell(key, "agreement"),
                           cell(key, posix), note)
     return table

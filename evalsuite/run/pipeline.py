@@ -150,9 +150,10 @@ def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any
     track.done()
     for kind, (asked, skipped) in task.variants.items():
         track.step(f"{task.name}@{kind}")
-        unusable = _unusable_format(asked, prompter)
-        if unusable:
-            statuses.append(Status("", task.name, kind, f"skipped: {unusable}"))
+        formats = sorted({variant_format(v, prompter.format) for v in asked})
+        if "chat_template" in formats and not getattr(prompter.tokenizer, "chat_template", None):
+            statuses.append(Status("", task.name, kind, "skipped: the checkpoint's tokenizer has no chat template "
+                                                        "to ask the variants in"))
         elif not asked:
             track.log(f"  {task.name}@{kind}: every variant skipped (no safe change)")
             conditions.append(Condition(task.name, kind, {}, {}, skipped))
@@ -161,22 +162,12 @@ def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any
             result.task = f"{task.name}@{kind}"
             write_result(result, out_dir, {**config, "perturbed": {
                 "kind": kind, "variants": task.per_item[kind], "severity": settings.severity, "seed": settings.seed,
-                "skipped": skipped, "prompt_format": sorted({variant_format(v, prompter.format) for v in asked})}})
+                "skipped": skipped, "prompt_format": formats}})
             value, sets = posix_of(task.bench, task.items, asked, backend, prompter, settings.posix)
             conditions.append(Condition(task.name, kind, result.results, item_results(task.bench, result.samples),
                                         skipped, value, sets))
         track.done()
     return conditions, statuses
-
-
-def _unusable_format(asked: Sequence[Any], prompter: Any) -> str | None:
-    """Why variants that must be asked in another prompt format cannot be on this checkpoint, if they cannot."""
-    from evalsuite.benchmarks.runner import variant_format
-
-    formats = {variant_format(v, prompter.format) for v in asked}
-    if "chat_template" in formats and not getattr(prompter.tokenizer, "chat_template", None):
-        return "the checkpoint's tokenizer has no chat template to ask the variants in"
-    return None
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, tasks: Sequence[Task], settings: RunSettings, store: Any, out: Path,
@@ -206,8 +197,8 @@ def evaluate_checkpoint(ckpt: Checkpoint, tasks: Sequence[Task], settings: RunSe
             try:
                 done, skipped = evaluate_task(task, settings, backend, prompter, out / "checkpoints" / ckpt.name,
                                               base_config, track)
-            except (StoreError, KeyboardInterrupt):
-                raise  # answers can no longer be kept, or the user stopped the run: nothing further can be trusted
+            except StoreError:
+                raise  # answers can no longer be kept: nothing further can be trusted
             except Exception as exc:  # noqa: BLE001 - one benchmark's failure must not lose the others
                 track.log(f"  {ckpt.name}: {task.name} failed: {reason(exc)}")
                 statuses.append(Status(ckpt.name, task.name, "all", f"failed: {reason(exc)}"))
@@ -334,7 +325,7 @@ def evaluate_all(good: Sequence[Checkpoint], tasks: Sequence[Task], settings: Ru
         track.checkpoint(ckpt.name, len(tasks) * (1 + len(settings.kinds)))
         try:
             conditions, done = evaluate_checkpoint(ckpt, tasks, settings, store, progress.out, track)
-        except (StoreError, KeyboardInterrupt):
+        except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. weights that fail to load: recorded, the others go on
             track.log(f"failed: {ckpt.name}: {reason(exc)}")
