@@ -74,7 +74,7 @@ class AlpacaEval(Benchmark):
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "annotator": self.annotator, "max_new_tokens": self.max_new_tokens,
-                "judge": self.judge.identity() if self.judge else None}
+                "judge": self.judge.describe() if self.judge else None}
 
     def load(self, source: Any = HUB_ID, limit: int | None = None, seed: int | None = None) -> list[Item]:
         items = []
@@ -91,9 +91,16 @@ class AlpacaEval(Benchmark):
 
         return alpacaeval_item(item.id, item.doc)
 
+    def clean_prompt(self, item: Item) -> str:
+        return item.doc["instruction"]
+
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
         # a perturbed instruction is asked; the judge compares answers to the original one
-        return [GenerationRequest(prompt=prompter.context(item.text(item.doc["instruction"])), max_new_tokens=self.max_new_tokens)]
+        return [GenerationRequest(prompt=prompter.context(self.prompt_turns(item)[0]), max_new_tokens=self.max_new_tokens)]
+
+    def judgement(self, sample: Sample) -> str | None:
+        text = sample.extra.get("raw_completion")
+        return text if isinstance(text, str) else None
 
     def annotate(self, instructions: Sequence[str], references: Sequence[str], outputs: Sequence[str]) -> list[dict[str, Any]]:
         """alpaca-eval's pairwise annotations of (reference, output) per position, in the order given: alpaca-eval's

@@ -24,7 +24,9 @@ from evalsuite.errors import ConfigError
 Request = LoglikelihoodRequest | GenerationRequest
 
 __all__ = ["Benchmark", "BenchmarkResult", "Item", "Perturbed", "Request", "Sample", "doc_json",
-           "generation_arguments", "subset_positions"]
+           "generation_arguments", "join_turns", "raw_response", "subset_positions"]
+
+SCALES = ("proportion", "rating_1_10")  # what a benchmark's per-item scores are: 0..1, or a 1-10 rating
 
 
 class Benchmark(ABC):
@@ -77,9 +79,39 @@ class Benchmark(ABC):
 
     # The metric and filter robustness is measured on (`evalsuite run`): one number per item.
     primary: ClassVar[tuple[str, str]] = ("acc", "none")
+    # The scale of that number (one of `SCALES`): tables say it beside every score.
+    scale: ClassVar[str] = "proportion"
 
     def primary_for(self) -> tuple[str, str]:
         return self.primary
+
+    @property
+    def score_metric(self) -> str:
+        """The primary metric as lm-eval keys it (`exact_match,flexible-extract`): what `score` in a run's
+        table is."""
+        return ",".join(self.primary_for())
+
+    @abstractmethod
+    def clean_prompt(self, item: Item) -> str:
+        """The item's prompt body in this benchmark's own rendering (lm-eval's `doc_to_text`): the text a
+        perturbation variant replaces, before any few-shot header or chat template."""
+
+    def prompt_turns(self, item: Item) -> list[str]:
+        """The prompt body of each turn as it is asked: the variant's text, else `clean_prompt`."""
+        return [item.text(self.clean_prompt(item))]
+
+    def response(self, sample: Sample) -> str | None:
+        """The model's own output for the item (turns joined, `join_turns`), before any relabelling of options
+        read back for scoring; None for log-likelihood items, which have no output text."""
+        raw = sample.extra.get("raw_response")
+        if isinstance(raw, str):
+            return raw
+        texts = [r[0] for r in sample.resps if isinstance(r, list) and r and isinstance(r[0], str)]
+        return join_turns(texts) if texts else None
+
+    def judgement(self, sample: Sample) -> str | None:
+        """The judge's output for the item (turns joined), for benchmarks scored by a judge; else None."""
+        return None
 
     def item_result(self, sample: Sample) -> tuple[Any, float | None]:
         """(answer, score) of a sample under the primary metric: the answer compared across variants (None
@@ -99,6 +131,18 @@ class Benchmark(ABC):
         """lm-eval-style results: `{"acc,none": ..., "acc_stderr,none": ...}` overall (micro-average) and per
         subset, computed from the samples alone."""
         return aggregate_samples(samples)
+
+
+def join_turns(turns: Sequence[str]) -> str:
+    """Several turns as one text (prompts, answers, judgements of MT-Bench): the first, then each next one after
+    a "[turn k]" line."""
+    return "".join(t if k == 1 else f"\n\n[turn {k}]\n{t}" for k, t in enumerate(turns, 1))
+
+
+def raw_response(said: str, read_back: str) -> dict[str, Any]:
+    """A sample's `extra` for an answer whose option labels were rewritten before scoring: the model's own
+    text, kept (`Benchmark.response`); nothing when scoring read it as it was."""
+    return {"raw_response": said} if said != read_back else {}
 
 
 def subset_positions(items: Sequence[Item]) -> list[int]:

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 from pydantic import PositiveInt
 
 from evalsuite.backends import GenerationRequest
-from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments
+from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments, raw_response
 from evalsuite.benchmarks.data import load_split, subsample
 from evalsuite.benchmarks.lmeval import exact_match, filters_of, metric_options, render, task_config, tasks_dir
 from evalsuite.benchmarks.prompting import Prompter, Shot
@@ -132,11 +132,14 @@ class BBH(Benchmark):
 
         return bbh_item(item.id, item.subset, item.doc, cot=self.variant == "cot")
 
+    def clean_prompt(self, item: Item) -> str:
+        return render(self.configs[item.subset]["doc_to_text"], item.doc)
+
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
         config = self.configs[item.subset]
         shots = [Shot(render(config["doc_to_text"], s), s["target"])
                  for s in config.get("fewshot_config", {}).get("samples", [])][: config.get("num_fewshot", 0)]
-        context = prompter.context(item.text(render(config["doc_to_text"], item.doc)), description=config.get("description", ""),
+        context = prompter.context(self.prompt_turns(item)[0], description=config.get("description", ""),
                                    shots=shots, target_delimiter=config.get("target_delimiter", " "),
                                    fewshot_delimiter=config.get("fewshot_delimiter", "\n\n"))
         gen = config["generation_kwargs"]
@@ -166,15 +169,16 @@ class BBH(Benchmark):
                 continue
             config = self.configs[task]
             options = metric_options(config, "exact_match")
-            texts = [self._read_back(items[i], responses[i][0].text) for i in idx]
+            raw = [responses[i][0].text for i in idx]
+            texts = [self._read_back(items[i], text) for i, text in zip(idx, raw)]
             docs = [items[i].doc for i in idx]
             for pipeline in filters_of(config):
-                for doc_id, (i, text, extracted) in enumerate(zip(idx, texts, pipeline.apply(texts, docs))):
+                for doc_id, (i, text, said, extracted) in enumerate(zip(idx, texts, raw, pipeline.apply(texts, docs))):
                     item = items[i]
                     samples.append(Sample(
                         doc_id=doc_id, item_id=item.id, perturbed=item.perturbed, subset=task, doc=item.doc, target=item.target,
                         arguments=[generation_arguments(r) for r in requests[i]], resps=[[text]],
                         filtered_resps=[extracted], filter=pipeline.name,
                         metrics={"exact_match": exact_match(extracted, item.target, options)},
-                        prompt_format=prompter.format))
+                        prompt_format=prompter.format, extra=raw_response(said, text)))
         return samples

@@ -118,8 +118,11 @@ class IFEval(Benchmark):
 
         return ifeval_item(item.id, item.doc)
 
+    def clean_prompt(self, item: Item) -> str:
+        return item.doc["prompt"]
+
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
-        return [GenerationRequest(prompt=prompter.context(item.text(item.doc["prompt"])), max_new_tokens=self.max_new_tokens)]
+        return [GenerationRequest(prompt=prompter.context(self.prompt_turns(item)[0]), max_new_tokens=self.max_new_tokens)]
 
     def score(self, items: Sequence[Item], requests: Sequence[Sequence[Request]], responses: Sequence[Sequence[Any]],
               prompter: Prompter) -> list[Sample]:

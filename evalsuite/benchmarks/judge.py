@@ -20,6 +20,8 @@ from evalsuite.backends import GenerationRequest
 from evalsuite.store import TextCache
 
 T = TypeVar("T")
+GREEDY_TEMPERATURE = 0.0  # the first attempt
+RETRY_TEMPERATURE = 0.7  # attempts after an unparsable judgement, seeded 1..retries
 Messages = list[dict[str, str]]
 
 
@@ -65,6 +67,15 @@ class Judge:
             return settings
         return {**settings, "content": model_identity(self.config, self.cache)}
 
+    def describe(self) -> dict[str, Any]:
+        """The judge as plain data for records (run.json, results files, reports): `model`, `kind` (endpoint kind:
+        openai, hf, vllm), `base_url`, and how it decodes (greedy first, then `retries` sampled attempts with
+        seeds 1..retries), besides everything `identity` holds."""
+        described = {"model": self.name, "kind": self.config.kind, "base_url": getattr(self.config, "base_url", None),
+                     "max_new_tokens": self.max_new_tokens, "temperature": GREEDY_TEMPERATURE, "retries": self.retries,
+                     "retry_temperature": RETRY_TEMPERATURE}
+        return {**described, **{k: v for k, v in self.identity().items() if k not in described}}
+
     def check(self) -> None:
         """What can be checked without asking anything: a served judge's key (its variable set, see
         `openai_backend.api_key_for`), a local judge's checkpoint. Runs refuse a judge that fails this before any
@@ -92,8 +103,9 @@ class Judge:
 
     def request(self, messages: Messages, attempt: int) -> GenerationRequest:
         if attempt == 0:
-            return GenerationRequest(messages=messages, max_new_tokens=self.max_new_tokens, temperature=0.0)
-        return GenerationRequest(messages=messages, max_new_tokens=self.max_new_tokens, temperature=0.7, seed=attempt)
+            return GenerationRequest(messages=messages, max_new_tokens=self.max_new_tokens, temperature=GREEDY_TEMPERATURE)
+        return GenerationRequest(messages=messages, max_new_tokens=self.max_new_tokens, temperature=RETRY_TEMPERATURE,
+                                 seed=attempt)
 
     def key(self, req: GenerationRequest, identity: dict[str, Any]) -> str:
         payload = {"judge": identity, "messages": req.messages, "max_new_tokens": req.max_new_tokens,

@@ -29,10 +29,17 @@ def task_config(relative: str) -> dict[str, Any]:
 
 
 def render(template: str, doc: dict[str, Any]) -> str:
-    """lm-eval's Jinja rendering of `doc_to_text` / `doc_to_target` templates."""
-    from lm_eval.utils import apply_template
+    """lm-eval's Jinja rendering of `doc_to_text` / `doc_to_target` templates (`lm_eval.utils.apply_template`:
+    its environment, its template), each template compiled once: compiling is what costs (~4 ms, against
+    ~20 µs to render), and a run renders every item's prompt for every checkpoint."""
+    return _compiled(template).render(**doc)
 
-    return apply_template(template, doc)
+
+@lru_cache(maxsize=256)
+def _compiled(template: str) -> Any:
+    from lm_eval.utils import env
+
+    return env.from_string(template)
 
 
 @dataclass

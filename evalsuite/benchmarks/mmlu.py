@@ -20,7 +20,8 @@ from typing import Any, Sequence
 from pydantic import NonNegativeInt, PositiveInt
 
 from evalsuite.backends import GenerationRequest, LoglikelihoodRequest
-from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments, subset_positions
+from evalsuite.benchmarks.base import (Benchmark, Item, Request, Sample, generation_arguments, raw_response,
+                                      subset_positions)
 from evalsuite.benchmarks.data import load_split, subsample
 from evalsuite.benchmarks.lmeval import FilterPipeline, exact_match, filters_of, render, task_config
 from evalsuite.benchmarks.prompting import Prompter, Shot
@@ -102,8 +103,8 @@ class MMLU(Benchmark):
         return ("acc", "none") if self.variant == "loglikelihood" else ("exact_match", "flexible-extract")
 
     def item_result(self, sample: Sample) -> tuple[Any, float | None]:
-        if self.variant == "loglikelihood":  # the predicted option, by index (labels differ across variants)
-            return LETTERS.index(sample.extra["prediction"]), sample.metrics["acc"]
+        if self.variant == "loglikelihood":  # the predicted option, always named in lm-eval's labels A-D
+            return sample.extra["prediction"], sample.metrics["acc"]
         return super().item_result(sample)
 
     def load(self, source: Any = HUB_ID, limit: int | None = None, seed: int | None = None) -> list[Item]:
@@ -131,9 +132,12 @@ class MMLU(Benchmark):
     def question(self, doc: dict[str, Any]) -> str:
         return render(self.config["doc_to_text"], doc)
 
+    def clean_prompt(self, item: Item) -> str:
+        return self.question(item.doc)
+
     def context(self, item: Item, prompter: Prompter) -> str:
         description = f"The following are multiple choice questions (with answers) about {item.subset.replace('_', ' ')}.\n\n"
-        return prompter.context(item.text(self.question(item.doc)), description=description, shots=item.shots)
+        return prompter.context(self.prompt_turns(item)[0], description=description, shots=item.shots)
 
     def requests(self, item: Item, prompter: Prompter) -> list[Request]:
         context = self.context(item, prompter)
@@ -154,19 +158,21 @@ class MMLU(Benchmark):
         from perturbations.document import relabel
 
         # answers to a relabelled variant are read back in lm-eval's labels before lm-eval's extraction
-        texts = [relabel(resps[0].text, it.option_style(OPTION_STYLE), OPTION_STYLE, len(it.doc["choices"]))
-                 for it, resps in zip(items, responses)]
+        raw = [resps[0].text for resps in responses]
+        texts = [relabel(text, it.option_style(OPTION_STYLE), OPTION_STYLE, len(it.doc["choices"]))
+                 for it, text in zip(items, raw)]
         docs = [it.doc for it in items]
         options = {"ignore_case": True, "ignore_punctuation": True}
         samples = []
         for pipeline in [*filters_of(self.config), FLEXIBLE]:
             extracted_all = pipeline.apply(texts, docs)
-            for i, item, reqs, text, extracted in zip(subset_positions(items), items, requests, texts, extracted_all):
+            for i, item, reqs, text, said, extracted in zip(subset_positions(items), items, requests, texts, raw,
+                                                           extracted_all):
                 samples.append(Sample(
                     doc_id=i, item_id=item.id, perturbed=item.perturbed, subset=item.subset, doc=item.doc, target=item.target,
                     arguments=[generation_arguments(r) for r in reqs], resps=[[text]], filtered_resps=[extracted],
                     filter=pipeline.name, metrics={"exact_match": exact_match(extracted, item.target, options)},
-                    prompt_format=prompter.format))
+                    prompt_format=prompter.format, extra=raw_response(said, text)))
         return samples
 
     def _score_choice(self, doc_id: int, item: Item, reqs: Sequence[Request], resps: Sequence[Any],

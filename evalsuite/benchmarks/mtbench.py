@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from pydantic import PositiveInt
 
 from evalsuite.backends import GenerationRequest
-from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments
+from evalsuite.benchmarks.base import Benchmark, Item, Request, Sample, generation_arguments, join_turns
 from evalsuite.benchmarks.data import subsample
 from evalsuite.benchmarks.judge import Judge
 from evalsuite.benchmarks.prompting import Prompter
@@ -69,6 +69,7 @@ class MTBench(Benchmark):
     variants = ("single",)
 
     primary = ("score", "none")
+    scale = "rating_1_10"
 
     needs_judge = True
 
@@ -80,7 +81,7 @@ class MTBench(Benchmark):
 
     def settings(self) -> dict[str, Any]:
         return {**super().settings(), "max_new_tokens": self.max_new_tokens,
-                "judge": self.judge.identity() if self.judge else None}
+                "judge": self.judge.describe() if self.judge else None}
 
     def load(self, source: Any = None, limit: int | None = None, seed: int | None = None) -> list[Item]:
         """Each question with its GPT-4 reference answers as `target` (math, reasoning, coding) and the two
@@ -103,7 +104,7 @@ class MTBench(Benchmark):
         return subsample(items, lambda it: it.id, lambda it: it.subset, limit, seed)
 
     def _turn_request(self, item: Item, prompter: Prompter, answers: Sequence[str]) -> GenerationRequest:
-        turns = item.turns(item.doc["turns"])  # a perturbed item asks its variant turns; the judge sees the originals
+        turns = self.prompt_turns(item)  # a perturbed item asks its variant turns; the judge sees the originals
         k = len(answers)
         temperature = TEMPERATURES.get(item.subset, 0.7)
         greedy = temperature < 1e-4
@@ -111,6 +112,16 @@ class MTBench(Benchmark):
         return GenerationRequest(prompt=prompt, max_new_tokens=self.max_new_tokens,
                                  temperature=0.0 if greedy else temperature,
                                  seed=None if greedy else int(item.doc["question_id"]) * 10 + k)
+
+    def clean_prompt(self, item: Item) -> str:
+        return join_turns(item.doc["turns"])
+
+    def prompt_turns(self, item: Item) -> list[str]:
+        return item.turns(item.doc["turns"])
+
+    def judgement(self, sample: Sample) -> str | None:
+        texts = [j["text"] for j in sample.extra.get("judgements", [])]
+        return join_turns(texts) if texts else None
 
     def perturbation_item(self, item: Item) -> Any:
         from perturbations.benchmarks import mtbench_item

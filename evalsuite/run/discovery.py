@@ -1,14 +1,32 @@
 """Checkpoints below a folder: every directory with an evalsuite manifest or a Hugging Face config (a base
 model included). A checkpoint's own subfolders are not searched; hidden folders (cells being trained) and
 trainer `checkpoint-N` folders are skipped. Each one is checked cheaply (config, manifest, safetensors
-headers) so a corrupt checkpoint is reported before anything is loaded, and recorded as failed."""
+headers) so a corrupt checkpoint is reported before anything is loaded, and recorded as failed.
+
+Each checkpoint also carries its lineage from the manifests: the experiment (grid) it belongs to, its parent,
+base model, training data and training metrics, so that two grids gathered under one folder never mix."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+
+DATA_SUFFIXES = (".gz", ".jsonl", ".json", ".parquet", ".csv")
+
+
+@dataclass(frozen=True)
+class TrainingMetrics:
+    """What the manifest says about training (None where the stage has no such figure)."""
+
+    final_loss: float | None = None
+    train_loss: float | None = None
+    reward_accuracy: float | None = None  # DPO
+    reward_margin: float | None = None  # DPO
 
 
 @dataclass(frozen=True)
@@ -19,13 +37,28 @@ class Checkpoint:
     cell: tuple[float, float] | None  # (λp, λr) of a WIT cell
     prompt_format: str | None
     problem: str | None = None  # why it cannot be evaluated
-    # which grid it belongs to: its stage, base model and training data (and, for DPO, the SFT grid it came
-    # from), so cells are only ever compared with the (0, 1) cell of their own grid
-    grid: tuple[str, ...] = ()
+    # the grid it belongs to (`experiment_key`); "" for a base model, which belongs to every grid trained from it
+    experiment: str = ""
+    parent: str | None = None  # the parent checkpoint's path, as the manifest records it
+    base_model: str | None = None
+    dataset: str | None = None  # this stage's own training data (name or path) and its fingerprint
+    dataset_fingerprint: str | None = None
+    metrics: TrainingMetrics = field(default_factory=TrainingMetrics)
+    fingerprint: str | None = None  # the request store's identity of the weights, once evaluated
+
+    @property
+    def grid(self) -> tuple[str, ...]:
+        """Which cells may be compared with each other (the (0, 1) reference of significance tests): one stage
+        of one experiment, and for DPO cells the same preference data too."""
+        if not self.experiment:
+            return ()
+        return (self.stage, self.experiment) + ((self.dataset_fingerprint or "",) if self.stage == "dpo" else ())
 
     def info(self) -> dict[str, Any]:
-        return {"checkpoint": self.name, "stage": self.stage, "lambda_p": self.cell[0] if self.cell else None,
-                "lambda_r": self.cell[1] if self.cell else None}
+        """The checkpoint's columns in every table of the run, in the tables' order."""
+        return {"experiment": self.experiment, "checkpoint": self.name, "stage": self.stage,
+                "lambda_p": self.cell[0] if self.cell else None, "lambda_r": self.cell[1] if self.cell else None,
+                "parent": self.parent, "base_model": self.base_model, "prompt_format": self.prompt_format}
 
 
 def inspect(root: Path, path: Path) -> Checkpoint:
@@ -38,25 +71,107 @@ def inspect(root: Path, path: Path) -> Checkpoint:
         manifest = read_manifest(path)
     except Exception as exc:  # a manifest that does not parse
         return Checkpoint(name, path, "hf", None, None, f"unreadable evalsuite.json: {str(exc).splitlines()[0]}")
-    stage = manifest.stage if manifest else "hf"
-    cell = None
-    if manifest is not None and isinstance(getattr(manifest, "cell", None), dict):
-        cell = (float(manifest.cell["lambda_p"]), float(manifest.cell["lambda_r"]))  # type: ignore[attr-defined]
-    grid = grid_of(manifest) if manifest is not None else ()
-    fmt = manifest.prompt_format if manifest else None
+    found = Checkpoint(name, path, "hf", None, None) if manifest is None else from_manifest(name, path, manifest)
     try:
         check_checkpoint_dir(path)
     except EvalsuiteError as exc:
-        return Checkpoint(name, path, stage, cell, fmt, str(exc), grid)
-    return Checkpoint(name, path, stage, cell, fmt, None, grid)
+        return replace(found, problem=str(exc))
+    return found
 
 
-def grid_of(manifest: Any) -> tuple[str, ...]:
-    """(stage, base model, training data fingerprint[, the SFT grid's folder for a DPO cell])."""
-    grid = (manifest.stage, str(manifest.base_model), str(manifest.source.get("dataset_fingerprint", "")))
-    if manifest.stage == "dpo" and manifest.parent:
-        grid += (str(Path(manifest.parent).parent),)
-    return grid
+def from_manifest(name: str, path: Path, manifest: Any) -> Checkpoint:
+    cell = None
+    if isinstance(getattr(manifest, "cell", None), dict):
+        cell = (float(manifest.cell["lambda_p"]), float(manifest.cell["lambda_r"]))  # type: ignore[attr-defined]
+    metrics = manifest.metrics or {}
+    return Checkpoint(
+        name, path, manifest.stage, cell, manifest.prompt_format, experiment=experiment_of(path, manifest),
+        parent=manifest.parent, base_model=str(manifest.base_model), dataset=dataset_name(manifest.source, full=True),
+        dataset_fingerprint=manifest.source.get("dataset_fingerprint"),
+        metrics=TrainingMetrics(*(_number(metrics.get(k)) for k in ("final_loss", "train_loss", "reward_accuracy",
+                                                                      "reward_margin"))))
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def dataset_name(source: dict[str, Any], full: bool = False) -> str | None:
+    """The training data as the manifest's `source.dataset` names it: its path or hub id (`full`), or a short
+    name (`lima`, `alpaca_cleaned`), with the PLW paper's completion split when one was kept (`lima-short`)."""
+    spec = source.get("dataset")
+    path = spec.get("path") if isinstance(spec, dict) else spec if isinstance(spec, str) else None
+    if not path:
+        return None
+    if full:
+        return str(path)
+    short = Path(str(path).rstrip("/")).name
+    for suffix in DATA_SUFFIXES:  # a file's suffix is not part of the data's name
+        short = short.removesuffix(suffix)
+    split = spec.get("completion_split", "all") if isinstance(spec, dict) else "all"
+    return short if split in (None, "all") else f"{short}-{split}"
+
+
+def experiment_key(base_model: str, data: str | None, data_fingerprint: str | None, prompt_format: str | None) -> str:
+    """`<base model short name>/<SFT data name>#<8 hex>`: readable, and unique per grid (the hex is a hash of
+    the base model, the SFT data fingerprint and the prompt format, so two grids differing in any of them, even
+    with equal names, never share a key)."""
+    digest = hashlib.sha256(json.dumps([base_model, data_fingerprint, prompt_format]).encode()).hexdigest()[:8]
+    model = Path(base_model.rstrip("/")).name or base_model
+    return f"{model}/{data or 'unknown'}#{digest}"
+
+
+def sft_experiment(manifest: Any) -> str:
+    return experiment_key(str(manifest.base_model), dataset_name(manifest.source),
+                          manifest.source.get("dataset_fingerprint"), manifest.prompt_format)
+
+
+def experiment_of(path: Path, manifest: Any) -> str:
+    """An SFT cell's experiment is its own; a DPO cell's is its SFT parent's (read from the parent's manifest,
+    where the parent folder is found: as recorded, else at the same place relative to this one, the layout of
+    `evalsuite train` output moved as a whole); a base model's is ""."""
+    if manifest.stage == "sft":
+        return sft_experiment(manifest)
+    if manifest.stage != "dpo":
+        return ""
+    parent = sft_parent_manifest(path, manifest.parent)
+    if parent is not None:
+        return sft_experiment(parent)
+    # no parent to read: the DPO manifest's own lineage (its base model and format are its parent's), and the
+    # SFT grid's folder in place of the SFT data
+    grid = str(Path(manifest.parent).parent) if manifest.parent else None
+    return experiment_key(str(manifest.base_model), f"sft-grid-{Path(grid).name}" if grid else None, grid,
+                          manifest.prompt_format)
+
+
+def sft_parent_manifest(path: Path, parent: str | None) -> Any:
+    from evalsuite.manifest import read_manifest
+
+    if not parent:
+        return None
+    recorded = Path(parent)
+    for candidate in (recorded, path.parent.parent / recorded.parent.name / recorded.name):
+        try:
+            manifest = read_manifest(candidate) if candidate.is_dir() else None
+        except Exception:  # noqa: BLE001 - an unreadable parent: try the next place, else the fallback
+            manifest = None
+        if manifest is not None and manifest.stage == "sft":
+            return manifest
+    return None
+
+
+def attach_base_models(found: Sequence[Checkpoint]) -> list[Checkpoint]:
+    """A base model without a manifest (a plain Hugging Face folder) takes the `base_model` its SFT cells record
+    when they name this very folder (as their parent, or as the base model's path), so analysis can put it in
+    the (0, 0) cell of those grids."""
+    names: dict[str, str] = {}
+    for c in found:
+        if c.stage == "sft" and c.base_model is not None:
+            for ref in (c.parent, c.base_model):
+                if ref:
+                    names.setdefault(os.path.realpath(os.path.expanduser(ref)), c.base_model)
+    return [replace(c, base_model=names.get(os.path.realpath(c.path))) if c.stage == "hf" and c.base_model is None
+            else c for c in found]
 
 
 def discover(root: Path) -> list[Checkpoint]:
@@ -81,4 +196,5 @@ def discover(root: Path) -> list[Checkpoint]:
             found.append(inspect(root, Path(dirpath)))
         else:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not d.startswith("checkpoint-"))
+    found = attach_base_models(found)
     return sorted(found, key=lambda c: ({"base": 0, "hf": 0, "sft": 1, "dpo": 2}.get(c.stage, 3), c.name))

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from evalsuite.errors import ConfigError, EvalsuiteError
 from evalsuite.run.discovery import Checkpoint
-from evalsuite.run.types import Condition, Log, RunSettings, Status
+from evalsuite.run.types import Condition, ItemResult, Log, RunSettings, Status, TaskInfo
 
 __all__ = ["Condition", "RunOutcome", "RunSettings", "Tracker", "posix_of", "run_models"]
 
@@ -88,9 +88,12 @@ def prepare_tasks(settings: RunSettings, log: Log) -> list[Task]:
     return tasks
 
 
-def item_results(bench: Any, samples: Sequence[Any]) -> dict[tuple[str, int | None], tuple[Any, float | None]]:
-    metric, filt = bench.primary_for()
-    return {(s.item_id, s.variant): bench.item_result(s) for s in samples if s.filter == filt}
+def item_results(bench: Any, samples: Sequence[Any]) -> dict[tuple[str, int | None], ItemResult]:
+    """Each prompt's result under the benchmark's primary metric and filter, with what items.parquet shows."""
+    _, filt = bench.primary_for()
+    return {(s.item_id, s.variant): ItemResult(*bench.item_result(s), s.subset, s.truncated_requests, bench.response(s),
+                                               bench.judgement(s))
+            for s in samples if s.filter == filt}
 
 
 def posix_of(bench: Any, clean: Sequence[Any], variants: Sequence[Any], backend: Any, prompter: Any,
@@ -171,9 +174,10 @@ def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any
 
 
 def evaluate_checkpoint(ckpt: Checkpoint, tasks: Sequence[Task], settings: RunSettings, store: Any, out: Path,
-                        track: Tracker) -> tuple[list[Condition], list[Status]]:
+                        track: Tracker) -> tuple[list[Condition], list[Status], Checkpoint]:
     """Every task on one checkpoint, its model loaded once. A task that fails is recorded and the next one runs;
-    a checkpoint that cannot be loaded fails all of its tasks."""
+    a checkpoint that cannot be loaded fails all of its tasks. Returns the checkpoint as evaluated too (its
+    prompt format, its weights' identity in the store)."""
     from evalsuite.backends import load_backend
     from evalsuite.backends.config import parse_backend_config
     from evalsuite.backends.stored import StoredBackend
@@ -189,6 +193,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, tasks: Sequence[Task], settings: RunSe
     statuses: list[Status] = []
     with load_backend(cfg) as engine:
         backend = StoredBackend(engine, store)
+        ckpt = replace(ckpt, prompt_format=how.prompt_format, fingerprint=backend.model)
         prompter = Prompter(how.prompt_format, backend.tokenizer)  # type: ignore[arg-type]
         base_config = {"model": str(ckpt.path), "checkpoint": ckpt.info(), "backend": cfg.model_dump(mode="json"),
                        "prompt_format": how.prompt_format, "model_identity": backend.model,
@@ -207,7 +212,7 @@ def evaluate_checkpoint(ckpt: Checkpoint, tasks: Sequence[Task], settings: RunSe
             statuses += [replace(s, checkpoint=ckpt.name) for s in skipped]
             statuses.append(Status(ckpt.name, task.name, "all", "ok"))
         track.log(f"{ckpt.name}: {backend.answered} requests answered by the model, the rest from the store")
-    return conditions, statuses
+    return conditions, statuses, ckpt
 
 
 def reason(exc: BaseException) -> str:
@@ -272,7 +277,7 @@ def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | 
     with run_lock(out):
         found, store = open_run(models, out)
         tasks = prepare_tasks(settings, track.log)
-        progress = Progress(out, models, settings, found)
+        progress = Progress(out, models, settings, list(found), tasks)
         for c in found:
             if c.problem:
                 track.log(f"failed: {c.name}: {c.problem}")
@@ -282,7 +287,7 @@ def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | 
         except BaseException:  # interrupted, or the store failed: the record says so, not "running"
             progress.write("stopped")
             raise
-        sig_rows, notes = significance_rows(by_checkpoint, settings.seed)
+        sig_rows, notes = significance_rows(by_checkpoint, progress.task_info, settings.seed)
         for note in notes:
             track.log(f"warning: {note.checkpoint} {note.task}: {note.status}")
         progress.rows += sig_rows
@@ -292,30 +297,61 @@ def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | 
 
 @dataclass
 class Progress:
-    """What a run has so far (metric rows, statuses), written out as the table and `run.json` together."""
+    """What a run has so far (metric rows, statuses, each evaluated checkpoint's items), written out as the run
+    folder's tables and `run.json` together (`records`)."""
 
     out: Path
     models: Path
     settings: RunSettings
-    found: Sequence[Checkpoint]
+    found: list[Checkpoint]  # as evaluated, once they are
+    tasks: Sequence[Task] = ()
     rows: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    parts: dict[str, Path] = field(default_factory=dict)  # checkpoint -> its part of items.parquet
+    prompts_written: bool = False
+
+    @property
+    def task_info(self) -> dict[str, TaskInfo]:
+        return {t.name: TaskInfo.of(t.bench) for t in self.tasks}
+
+    def add(self, ckpt: Checkpoint, conditions: Sequence[Condition]) -> None:
+        """A checkpoint done: its rows, and its items written as its part of items.parquet (once: the part does
+        not change afterwards, so a long run writes each answer once)."""
+        from evalsuite.run.records import item_part, items_table, write_parquet
+        from evalsuite.run.results import POSIX_METRIC, condition_rows
+
+        position = next(i for i, c in enumerate(self.found) if c.name == ckpt.name)
+        self.found[position] = ckpt
+        tasks = self.task_info
+        self.rows += condition_rows(ckpt, conditions, tasks, self.settings.seed, POSIX_METRIC[self.settings.posix])
+        if conditions:
+            self.parts[ckpt.name] = write_parquet(item_part(self.out, position),
+                                                  items_table(ckpt.info(), conditions, tasks))
 
     def write(self, state: str) -> Any:
-        """The table (returned as a DataFrame) and run.json, with `state`: running, finished or stopped."""
+        """Every table (the results returned as a DataFrame), then run.json, with `state`: running, finished or
+        stopped. run.json comes last: its `records_version` vouches for the tables beside it."""
+        from evalsuite.run.records import (CHECKPOINTS, ITEMS, PROMPTS, checkpoints_table, prompts_table,
+                                           prune_item_parts, write_parquet)
         from evalsuite.run.results import status_rows, write_table
 
-        table = write_table(self.rows + status_rows(self.found, self.statuses), self.out)
+        if not self.prompts_written:
+            write_parquet(self.out / PROMPTS, prompts_table(self.tasks))
+            self.prompts_written = True
+        prune_item_parts(self.out, self.parts.values())
+        (self.out / ITEMS).mkdir(exist_ok=True)  # a run whose checkpoints all failed has an empty items table
+        write_parquet(self.out / CHECKPOINTS, checkpoints_table(self.found))
+        table = write_table(self.rows + status_rows(self.found, self.statuses, self.task_info), self.out)
         write_run_record(self.out, self.models, self.settings, self.found, self.statuses, self.started, state)
         return table
 
 
 def evaluate_all(good: Sequence[Checkpoint], tasks: Sequence[Task], settings: RunSettings, store: Any,
                  progress: Progress, track: Tracker) -> dict[str, tuple[Checkpoint, list[Condition]]]:
-    """Each checkpoint in turn, its rows and statuses added to `progress`, which is written after each one (a
-    long run has partial results)."""
-    from evalsuite.run.results import POSIX_METRIC, condition_rows
+    """Each checkpoint in turn, its rows, items and statuses added to `progress`, which is written after each one
+    (a long run has partial results). Returned: what the significance tests at the end need of each checkpoint,
+    its clean conditions without texts (a full grid's answers would not fit in memory)."""
     from evalsuite.store import StoreError
 
     by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]] = {}
@@ -324,7 +360,7 @@ def evaluate_all(good: Sequence[Checkpoint], tasks: Sequence[Task], settings: Ru
         track.log(f"{ckpt.name} ({ckpt.stage}{'' if ckpt.cell is None else f', cell {ckpt.cell}'})")
         track.checkpoint(ckpt.name, len(tasks) * (1 + len(settings.kinds)))
         try:
-            conditions, done = evaluate_checkpoint(ckpt, tasks, settings, store, progress.out, track)
+            conditions, done, ckpt = evaluate_checkpoint(ckpt, tasks, settings, store, progress.out, track)
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. weights that fail to load: recorded, the others go on
@@ -333,8 +369,8 @@ def evaluate_all(good: Sequence[Checkpoint], tasks: Sequence[Task], settings: Ru
         finally:
             track.checkpoint_done()
         progress.statuses += done
-        progress.rows += condition_rows(ckpt, conditions, settings.seed, POSIX_METRIC[settings.posix])
-        by_checkpoint[ckpt.name] = (ckpt, conditions)
+        progress.add(ckpt, conditions)
+        by_checkpoint[ckpt.name] = (ckpt, [c.without_texts() for c in conditions if c.condition == "clean"])
         progress.write("running")
     return by_checkpoint
 
@@ -346,8 +382,10 @@ def write_run_record(out: Path, models: Path, settings: RunSettings, found: Sequ
     the store)."""
     from evalsuite.manifest import library_versions
     from evalsuite.paths import write_json
+    from evalsuite.run.records import RECORDS_VERSION
 
     record = {
+        "records_version": RECORDS_VERSION,
         "state": state,
         "models": str(models), "settings": settings.record(),
         "checkpoints": [{**c.info(), "path": str(c.path), "problem": c.problem} for c in found],

@@ -7,37 +7,47 @@ what it is missing. Loads as a pandas DataFrame; written as CSV, Parquet and JSO
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from evalsuite.run.discovery import Checkpoint
-from evalsuite.run.types import Condition, Status
+from evalsuite.run.records import RESULTS_COLUMNS
+from evalsuite.run.types import Condition, ItemResult, Status, TaskInfo
 
-COLUMNS = ["checkpoint", "stage", "lambda_p", "lambda_r", "task", "condition", "metric", "value", "low", "high", "n",
-           "status"]
+COLUMNS = RESULTS_COLUMNS
 ROBUSTNESS_METRICS = ("agreement", "correct_to_wrong", "wrong_to_correct", "performance_drop_rate",
                       "worst_case_perturbed", "worst_case_with_clean")
 POSIX_METRIC = {"response_length": "posix", "max_new_tokens": "posix_max_new_tokens"}
 
 
-def _per_item(item_results: dict[tuple[str, int | None], tuple[Any, float | None]]) -> dict[str, float]:
+def _per_item(item_results: Mapping[tuple[str, int | None], ItemResult]) -> dict[str, float]:
     """Each item's score (averaged over its variants), failed ones left out."""
     acc: dict[str, list[float]] = {}
-    for (item_id, _), (_, score) in item_results.items():
-        if score is not None:
-            acc.setdefault(item_id, []).append(score)
+    for (item_id, _), result in item_results.items():
+        if result.score is not None:
+            acc.setdefault(item_id, []).append(result.score)
     return {k: sum(v) / len(v) for k, v in acc.items()}
 
 
-def condition_rows(ckpt: Checkpoint, conditions: Sequence[Condition], seed: int = 0,
+def _task_columns(tasks: Mapping[str, TaskInfo], task: str) -> dict[str, Any]:
+    """A task's columns (benchmark, score metric, scale); a task the run does not know has them empty."""
+    info = tasks.get(task)
+    return info.columns() if info else {"task": task, "benchmark": None, "score_metric": None, "scale": None}
+
+
+def condition_rows(ckpt: Checkpoint, conditions: Sequence[Condition], tasks: Mapping[str, TaskInfo], seed: int = 0,
                    posix_metric: str = "posix") -> list[dict[str, Any]]:
+    """One checkpoint's rows: per condition its score with a bootstrap interval, what the score leaves out, and
+    per perturbation kind the robustness metrics and POSIX. `tasks`: what each task is (`TaskInfo`)."""
     from evalsuite.metrics import bootstrap_ci, robustness
 
     rows = []
     base = ckpt.info()
     clean = {c.task: c for c in conditions if c.condition == "clean"}
     for c in conditions:
+        task = _task_columns(tasks, c.task)
+
         def add(metric: str, value: Any, low: Any = None, high: Any = None, n: Any = None) -> None:
-            rows.append({**base, "task": c.task, "condition": c.condition, "metric": metric, "value": value,
+            rows.append({**base, **task, "condition": c.condition, "metric": metric, "value": value,
                          "low": low, "high": high, "n": n, "status": "ok"})
 
         scores = list(_per_item(c.item_results).values())
@@ -46,17 +56,17 @@ def condition_rows(ckpt: Checkpoint, conditions: Sequence[Condition], seed: int 
             add("score", est.value, est.low, est.high, est.n)
         # what the score leaves out, beside it: prompts that could not be scored (a failed judgement) and
         # prompts cut to fit the context window (a truncated few-shot header changes the task)
-        add("unscored", float(sum(score is None for _, score in c.item_results.values())), n=len(c.item_results))
+        add("unscored", float(sum(r.score is None for r in c.item_results.values())), n=len(c.item_results))
         add("truncated_requests", float(c.results.get("all", {}).get("truncated_requests", 0)))
         if c.condition == "clean":
             continue
         add("skipped_variants", float(c.skipped))
         ref = clean[c.task]
-        clean_items = {i: r for (i, v), r in ref.item_results.items() if r[1] is not None}
+        clean_items = {i: r[:2] for (i, v), r in ref.item_results.items() if r.score is not None}
         perturbed: dict[str, list[tuple[Any, float]]] = {}
         for (i, _), r in sorted(c.item_results.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0)):
-            if r[1] is not None and i in clean_items:
-                perturbed.setdefault(i, []).append(r)  # type: ignore[arg-type]
+            if r.score is not None and i in clean_items:
+                perturbed.setdefault(i, []).append(r[:2])  # type: ignore[arg-type]
         if perturbed:
             rob = robustness(clean_items, perturbed)  # type: ignore[arg-type]
             # the clean score of exactly the items this kind could perturb: what `score` compares against
@@ -70,7 +80,7 @@ def condition_rows(ckpt: Checkpoint, conditions: Sequence[Condition], seed: int 
     return rows
 
 
-def significance_rows(by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]],
+def significance_rows(by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]], tasks: Mapping[str, TaskInfo],
                       seed: int = 0) -> tuple[list[dict[str, Any]], list[Status]]:
     """Each WIT cell's clean scores against the (0, 1) cell of its own grid (same stage, base model and data),
     paired by item: McNemar for 0/1 scores, a paired bootstrap otherwise. Wherever no test can be made (no or
@@ -101,8 +111,8 @@ def significance_rows(by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]
                 notes.append(Status(ck.name, c.task, "significance_vs_0_1", note))
                 continue
             a, b = [theirs[i] for i in common], [mine[i] for i in common]
-            row = {**ck.info(), "task": c.task, "condition": "clean", "n": len(common), "low": None, "high": None,
-                   "status": "ok"}
+            row = {**ck.info(), **_task_columns(tasks, c.task), "condition": "clean", "n": len(common), "low": None,
+                   "high": None, "status": "ok"}
             if all(x in (0.0, 1.0) for x in a + b):
                 test = mcnemar([x == 1.0 for x in a], [x == 1.0 for x in b])
                 rows.append({**row, "metric": "mcnemar_p_vs_0_1", "value": test.p_value})
@@ -125,31 +135,32 @@ def _no_test(ck: Checkpoint, candidates: list, ref_conds: dict[str, Condition], 
     return None
 
 
-def status_rows(found: Sequence[Checkpoint], statuses: Sequence[Status]) -> list[dict[str, Any]]:
+def status_rows(found: Sequence[Checkpoint], statuses: Sequence[Status],
+                tasks: Mapping[str, TaskInfo]) -> list[dict[str, Any]]:
     """One `status` row per status (checkpoint × task, or one condition of it), with the checkpoint's lineage."""
     info = {c.name: c.info() for c in found}
-    return [{**info[s.checkpoint], "task": s.task, "condition": s.condition, "metric": "status", "value": None,
-             "low": None, "high": None, "n": None, "status": s.status} for s in statuses]
+    return [{**info[s.checkpoint], **_task_columns(tasks, s.task), "condition": s.condition, "metric": "status",
+             "value": None, "low": None, "high": None, "n": None, "status": s.status} for s in statuses]
 
 
 def write_table(rows: list[dict[str, Any]], out: Path) -> "Any":
     """`results.csv`, `results.parquet` and `results.json` in `out`, each written atomically; returns the
     DataFrame. Missing numbers are empty in CSV and null in JSON."""
-    import pandas as pd
+    import pyarrow as pa
 
     from evalsuite.paths import atomic_output, write_json
+    from evalsuite.run.records import RESULTS, RESULTS_TYPES, results_frame, schema, write_parquet
 
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    df = results_frame(rows)
     with atomic_output(out / "results.csv") as fh:
         df.to_csv(fh, index=False)
-    with atomic_output(out / "results.parquet", "wb") as fh:
-        df.to_parquet(fh, index=False)
-    write_json(out / "results.json", rows, indent=1)
+    write_parquet(out / RESULTS, pa.Table.from_pandas(df, schema=schema(RESULTS_TYPES), preserve_index=False))
+    write_json(out / "results.json", [{k: row.get(k) for k in COLUMNS} for row in rows], indent=1)
     return df
 
 
 def load_results(out: Path) -> "Any":
-    """A finished run's table as a DataFrame."""
+    """The table of a run (finished or not) as a DataFrame, without the checks of `records.read_run`."""
     import pandas as pd
 
     return pd.read_parquet(Path(out) / "results.parquet")

@@ -57,7 +57,8 @@ def test_discovery_finds_checkpoints_and_reports_the_corrupt_one(models):
 
 def _run(models, data, out, extra=()):
     return subprocess.run(EVALSUITE + ["run", "--models", str(models), "--benchmarks", "mmlu", "--perturb", "typo,format",
-                                       "--variants", "2", "--data", str(data), "--dtype", "float32", "--out", str(out), *extra],
+                                       "--variants", "2", "--data", str(data), "--dtype", "float32", "--out", str(out), "--no-report",
+                                       *extra],
                           capture_output=True, text=True, cwd=ROOT)
 
 
@@ -111,7 +112,7 @@ def test_sigkilled_run_resumes_to_the_same_results(models, data, tmp_path):
     out = tmp_path / "killed"
     db = out / "requests.sqlite"
     args = EVALSUITE + ["run", "--models", str(models), "--benchmarks", "mmlu", "--perturb", "typo,format", "--variants", "2",
-                        "--data", str(data), "--dtype", "float32", "--out", str(out), "--batch-size", "4"]
+                        "--data", str(data), "--dtype", "float32", "--out", str(out), "--batch-size", "4", "--no-report"]
     threshold = random.Random().randint(8, 60)
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
@@ -338,7 +339,8 @@ def test_names_from_disk_reach_the_terminal_with_control_characters_escaped(tmp_
     root = tmp_path / "models"
     shutil.copytree(tiny_model_dir, root / "evil\x1b[2Jname")
     proc = subprocess.run(EVALSUITE + ["run", "--models", str(root), "--benchmarks", "mmlu", "--perturb", "", "--data",
-                                       str(data), "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+                                       str(data), "--out", str(tmp_path / "out"), "--no-report"], capture_output=True,
+                          text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "\x1b" not in proc.stdout and "evil\\x1b[2Jname" in proc.stdout
 
