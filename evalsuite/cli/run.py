@@ -40,6 +40,7 @@ def run(
     paraphrase_api_key_env: Annotated[Optional[str], typer.Option("--paraphrase-api-key-env", help="Env var holding its API key.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/JSON run file (backend:, run:, benchmark_options:, judge:, paraphrase:); flags override it.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: requests.sqlite, checkpoints/, results.*, run.json (default: reports/run).")] = Path("reports/run"),
+    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the HTML report (OUT/report/index.html; `evalsuite report` writes it later).")] = False,
 ) -> None:
     """Evaluate every checkpoint below --models on every benchmark, clean and perturbed. Exit code 1 when a
     checkpoint or benchmark failed (each failure is recorded in run.json and the table), 2 for bad input."""
@@ -83,11 +84,29 @@ def run(
     console.print(summary_table(outcome.table, settings.kinds))
     console.print(f"[bold green]Run:[/bold green] {escape(str(out.resolve()))} (results.csv, results.parquet, run.json, "
                   "checkpoints/<name>/samples_*.jsonl, requests.sqlite)", soft_wrap=True)
+    if not no_report:
+        write_report(out)
     if outcome.failed:
         console.print(f"[bold red]{len(outcome.failed)} failed:[/bold red]", soft_wrap=True)
         for s in outcome.failed:
             console.print(f"  {common.shown(s.checkpoint)} {s.task}: {common.shown(s.status)}", soft_wrap=True)
         raise typer.Exit(1)
+
+
+def write_report(out: Path) -> None:
+    """The run's HTML report in OUT/report, its path printed. The run's results stand whatever happens here: a
+    report that cannot be written is said (with how to write it later), not a failed run."""
+    from evalsuite.errors import EvalsuiteError
+    from evalsuite.report import build_report
+
+    try:
+        index = build_report([out], out / "report")
+    except Exception as exc:  # noqa: BLE001 - any failure here leaves the run's exit code and summary as they are
+        reason = str(exc) if isinstance(exc, EvalsuiteError) else f"{type(exc).__name__}: {exc}"
+        console.print(f"[bold yellow]report not written:[/bold yellow] {escape(reason)} (retry with `evalsuite report "
+                      f"{escape(str(out))}`)", soft_wrap=True)
+        return
+    console.print(f"report: {shown(str(index.resolve()))}", soft_wrap=True, highlight=False)
 
 
 class RunProgress:
