@@ -124,7 +124,7 @@ def grid_from_runs(tables: Sequence["pd.DataFrame"], sources: Sequence[str] | No
     from evalsuite.errors import ConfigError
 
     resolved = [_resolve(t) for t in tables]
-    split = set().union(*(_shared_benchmarks(res) for res in resolved)) if resolved else set()
+    split = set().union(*(split_benchmarks(res) for res in resolved)) if resolved else set()
     runs = [_measured_rows(res, split) for res in resolved]
     trained = [rows[rows["stage"].isin(STAGES) & rows["lambda_p"].notna() & rows["lambda_r"].notna()
                     & (rows["experiment"] != "")].assign(is_base=False) for rows in runs]
@@ -170,7 +170,7 @@ def _resolve(results: "pd.DataFrame") -> "pd.DataFrame":
     return res
 
 
-def _shared_benchmarks(res: "pd.DataFrame") -> set[str]:
+def split_benchmarks(res: "pd.DataFrame") -> set[str]:
     """Benchmarks that one run evaluated with more than one task (e.g. mmlu_loglikelihood and mmlu_generative)."""
     tasks = res.groupby("benchmark")["task"].nunique()
     return set(tasks[tasks > 1].index)

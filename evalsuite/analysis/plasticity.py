@@ -11,7 +11,7 @@ paper's grids (benchmark "aggregate_paper", Figs. 2 and 3) the means over the 15
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from evalsuite.analysis.frame import REFERENCE_CELL, Cell
 from evalsuite.analysis.gains import LOWER_IS_BETTER, best_cells, decimals_for, gain
@@ -23,11 +23,14 @@ PLASTICITY_COLUMNS = ["experiment", "benchmark", "condition", "metric", "dpo_ref
                       "gain_best", "sft_best_cells", "sft_best_cell", "dpo_at_sft_best", "gain_sft_best"]
 
 
-def _stage_grids(frame: "pd.DataFrame", benchmark: str, condition: str,
-                 metric: str) -> dict[str, dict[str, dict[Cell, float]]]:
-    """experiment → stage ("sft"/"dpo") → trained cell → value (NaN values dropped), for one benchmark."""
-    rows = frame[(frame["benchmark"] == benchmark) & (frame["condition"] == condition)
-                 & (frame["metric"] == metric) & frame["stage"].isin(["sft", "dpo"])
+def _stage_grids(frame: "pd.DataFrame", benchmark: str, condition: str, metric: str,
+                 sft_benchmark: str | None = None) -> dict[str, dict[str, dict[Cell, float]]]:
+    """experiment → stage ("sft"/"dpo") → trained cell → value (NaN values dropped): the DPO grid of `benchmark`
+    and the SFT grid of `sft_benchmark` (default: the same benchmark)."""
+    sft_benchmark = benchmark if sft_benchmark is None else sft_benchmark
+    wanted = (((frame["stage"] == "sft") & (frame["benchmark"] == sft_benchmark))
+              | ((frame["stage"] == "dpo") & (frame["benchmark"] == benchmark)))
+    rows = frame[wanted & (frame["condition"] == condition) & (frame["metric"] == metric)
                  & ~frame["is_base"].astype(bool) & frame["value"].notna()]
     grids: dict[str, dict[str, dict[Cell, float]]] = {}
     for e, s, p, r, v in rows[["experiment", "stage", "lambda_p", "lambda_r", "value"]].itertuples(index=False):
@@ -36,15 +39,17 @@ def _stage_grids(frame: "pd.DataFrame", benchmark: str, condition: str,
 
 
 def plasticity(frame: "pd.DataFrame", benchmark: str = "aggregate_paper", condition: str = "clean",
-               metric: str = "score") -> "pd.DataFrame":
+               metric: str = "score", sft_benchmark: str | None = None) -> "pd.DataFrame":
     """One row per experiment with both an SFT and a DPO grid of `benchmark`: dpo_ref (DPO on (0, 1)),
     best_dpo_cells (ties kept), best_dpo, gain_best (%), sft_best_cells (ties kept), sft_best_cell (the first:
-    the one used), dpo_at_sft_best, gain_sft_best (%). Gains are NaN where a needed cell has no value."""
+    the one used), dpo_at_sft_best, gain_sft_best (%). Gains are NaN where a needed cell has no value.
+    `sft_benchmark`: choose the SFT-best cell by this benchmark's SFT grid instead (e.g. "which cell would
+    MMLU after SFT have picked, and how does DPO do there on the aggregate?"); default `benchmark`."""
     import pandas as pd
 
     lower = metric in LOWER_IS_BETTER
     out = []
-    for experiment, grids in _stage_grids(frame, benchmark, condition, metric).items():
+    for experiment, grids in _stage_grids(frame, benchmark, condition, metric, sft_benchmark).items():
         sft, dpo = grids["sft"], grids["dpo"]
         ref = dpo.get(REFERENCE_CELL, float("nan"))
         best_dpo_cells = best_cells(dpo, lower, decimals_for(metric))
@@ -74,11 +79,11 @@ def plasticity_summary(table: "pd.DataFrame") -> dict[str, Any]:
 
 
 def selection_regret(frame: "pd.DataFrame", benchmark: str = "aggregate_paper", condition: str = "clean",
-                     metric: str = "score") -> "pd.DataFrame":
-    """Per experiment, what choosing the cell by its SFT score (the SFT-best cell) instead of its DPO score
-    costs after DPO: regret = best DPO value − DPO on the SFT-best cell (the other way round for a
-    lower-is-better metric; ≥ 0), and regret_pct = regret / |best DPO value| × 100."""
-    table = plasticity(frame, benchmark, condition, metric)
+                     metric: str = "score", sft_benchmark: str | None = None) -> "pd.DataFrame":
+    """Per experiment, what choosing the cell by its SFT score (the SFT-best cell; of `sft_benchmark` if given)
+    instead of its DPO score costs after DPO: regret = best DPO value − DPO on the SFT-best cell (the other way
+    round for a lower-is-better metric; ≥ 0), and regret_pct = regret / |best DPO value| × 100."""
+    table = plasticity(frame, benchmark, condition, metric, sft_benchmark)
     lower = metric in LOWER_IS_BETTER
     regret = (table["dpo_at_sft_best"] - table["best_dpo"]) if lower else (table["best_dpo"] - table["dpo_at_sft_best"])
     out = table[["experiment", "benchmark", "condition", "metric", "sft_best_cell", "best_dpo_cells", "best_dpo",
@@ -89,15 +94,15 @@ def selection_regret(frame: "pd.DataFrame", benchmark: str = "aggregate_paper", 
 
 
 def sft_dpo_rank_correlation(frame: "pd.DataFrame", benchmark: str = "aggregate_paper", condition: str = "clean",
-                             metric: str = "score") -> "pd.DataFrame":
-    """Per experiment, Spearman's rank correlation between its SFT and DPO grids over the trained cells both
-    have a value for: rho, p_value (scipy's, two-sided), cells. NaN where fewer than 3 cells are shared or one
-    grid is constant."""
+                             metric: str = "score", sft_benchmark: str | None = None) -> "pd.DataFrame":
+    """Per experiment, Spearman's rank correlation between its SFT grid (of `sft_benchmark`, default
+    `benchmark`) and its DPO grid over the trained cells both have a value for: rho, p_value (scipy's,
+    two-sided), cells. NaN where fewer than 3 cells are shared or one grid is constant."""
     import pandas as pd
     from scipy.stats import spearmanr
 
     out = []
-    for experiment, grids in _stage_grids(frame, benchmark, condition, metric).items():
+    for experiment, grids in _stage_grids(frame, benchmark, condition, metric, sft_benchmark).items():
         cells = sorted(set(grids["sft"]) & set(grids["dpo"]))
         a, b = [grids["sft"][c] for c in cells], [grids["dpo"][c] for c in cells]
         rho = p = float("nan")
@@ -123,3 +128,88 @@ def dpo_lowers_share(frame: "pd.DataFrame", benchmark: str = "aggregate_paper", 
                     "lowered": lowered, "cells": len(cells),
                     "share": lowered / len(cells) * 100.0 if cells else float("nan")})
     return pd.DataFrame(out, columns=["experiment", "benchmark", "condition", "metric", "lowered", "cells", "share"])
+
+
+SELECTION_COLUMNS = ["experiment", "sft_benchmark", "benchmark", "condition", "metric", "sft_best_cell",
+                     "dpo_at_sft_best", "gain_sft_best", "best_dpo_cells", "picked_best", "regret", "regret_pct",
+                     "rho", "cells"]
+
+
+def selection_by_benchmark(frame: "pd.DataFrame", sft_benchmarks: Sequence[str], benchmark: str = "aggregate_paper",
+                           condition: str = "clean", metric: str = "score") -> "pd.DataFrame":
+    """Per experiment and SFT benchmark b in `sft_benchmarks`: the cell b's SFT grid picks (first on ties), DPO's
+    `benchmark` value there, its gain over DPO on (0, 1) (%), whether it is a best DPO cell (`picked_best`), the
+    regret against the best DPO cell, and Spearman's rho between b's SFT grid and the DPO grid (`cells` shared).
+    The paper publishes its DPO grids as the aggregate only, so on its grids this asks how well each benchmark's
+    SFT ranking predicts where DPO ends up; with b = `benchmark` it is `plasticity`'s SFT-best row."""
+    import pandas as pd
+
+    parts = []
+    for sft_benchmark in sft_benchmarks:
+        p = plasticity(frame, benchmark, condition, metric, sft_benchmark)
+        if p.empty:
+            continue
+        r = selection_regret(frame, benchmark, condition, metric, sft_benchmark)
+        rho = sft_dpo_rank_correlation(frame, benchmark, condition, metric, sft_benchmark)
+        part = p.merge(r[["experiment", "regret", "regret_pct"]], on="experiment").merge(
+            rho[["experiment", "rho", "cells"]], on="experiment")
+        part["sft_benchmark"] = sft_benchmark
+        part["picked_best"] = [c in best for c, best in zip(part["sft_best_cell"], part["best_dpo_cells"])]
+        parts.append(part[SELECTION_COLUMNS])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SELECTION_COLUMNS)
+
+
+def selection_summary(table: "pd.DataFrame") -> "pd.DataFrame":
+    """A `selection_by_benchmark` table summarised per SFT benchmark, over its experiments (NaNs left out of each
+    figure): experiments, mean gain_sft_best (%), mean regret_pct, how often the picked cell is a best DPO cell,
+    and the median, min and max of rho."""
+    import pandas as pd
+
+    rows = []
+    for sft_benchmark, group in table.groupby("sft_benchmark", sort=False):
+        rho = group["rho"].dropna().astype(float)
+        rows.append({"sft_benchmark": sft_benchmark, "experiments": int(len(group)),
+                     "mean_gain_sft_best": float(group["gain_sft_best"].astype(float).mean()),
+                     "mean_regret_pct": float(group["regret_pct"].astype(float).mean()),
+                     "picked_best": int(group["picked_best"].sum()),
+                     "rho_median": float(rho.median()) if len(rho) else float("nan"),
+                     "rho_min": float(rho.min()) if len(rho) else float("nan"),
+                     "rho_max": float(rho.max()) if len(rho) else float("nan")})
+    return pd.DataFrame(rows, columns=["sft_benchmark", "experiments", "mean_gain_sft_best", "mean_regret_pct",
+                                       "picked_best", "rho_median", "rho_min", "rho_max"])
+
+
+EXTRAS_COLUMNS = ["experiment", "benchmark", "rho", "p_value", "cells", "lowered", "share", "sft_best_cell",
+                  "best_dpo_cells", "regret", "regret_pct"]
+
+
+def plasticity_extras(frame: "pd.DataFrame", benchmark: str = "aggregate_paper", condition: str = "clean",
+                      metric: str = "score", min_cells: int = 3) -> "pd.DataFrame":
+    """What the paper does not show, per experiment, in one table: Spearman's rho (and p) between the SFT and DPO
+    grids, the cells where DPO lowers the value (count, share %), and the regret of choosing the cell by its SFT
+    score. rho and p are NaN where fewer than `min_cells` cells are shared (see `limits.MIN_RANK_CELLS` for why
+    5 is the least that can show anything)."""
+    import pandas as pd
+
+    rho = sft_dpo_rank_correlation(frame, benchmark, condition, metric)
+    if rho.empty:
+        return pd.DataFrame(columns=EXTRAS_COLUMNS)
+    low = dpo_lowers_share(frame, benchmark, condition, metric)
+    reg = selection_regret(frame, benchmark, condition, metric)
+    out = rho.merge(low[["experiment", "lowered", "share"]], on="experiment").merge(
+        reg[["experiment", "sft_best_cell", "best_dpo_cells", "regret", "regret_pct"]], on="experiment")
+    out.loc[out["cells"] < min_cells, ["rho", "p_value"]] = float("nan")
+    return out[EXTRAS_COLUMNS]
+
+
+def extras_summary(table: "pd.DataFrame") -> dict[str, Any]:
+    """A `plasticity_extras` table over its experiments: rho's min, median and max (NaN left out), the cells DPO
+    lowers pooled over experiments (count, of how many, share %), and the mean regret (points, % of the best)."""
+    rho = table["rho"].dropna().astype(float)
+    cells, lowered = int(table["cells"].sum()), int(table["lowered"].sum())
+    nan = float("nan")
+    return {"experiments": int(len(table)), "rho_min": float(rho.min()) if len(rho) else nan,
+            "rho_median": float(rho.median()) if len(rho) else nan, "rho_max": float(rho.max()) if len(rho) else nan,
+            "lowered_cells": lowered, "cells": cells, "lowered_share": lowered / cells * 100 if cells else nan,
+            "regret_mean": float(table["regret"].astype(float).mean()),
+            "regret_pct_mean": float(table["regret_pct"].astype(float).mean())}

@@ -513,3 +513,60 @@ def test_plasticity_summary_counts_only_experiments_with_a_gain():
     assert (s["gain_best"], s["gain_best_n"]) == (15.0, 2) and (s["gain_sft_best"], s["gain_sft_best_n"]) == (4.0, 1)
     none = A.plasticity_summary(table.assign(gain_best=NAN))
     assert math.isnan(none["gain_best"]) and none["gain_best_n"] == 0
+
+
+def test_cell_chosen_by_another_benchmarks_sft_grid():
+    """selection_by_benchmark: MMLU's SFT grid picks (1, 1), the aggregate's picks (0.2, 1); DPO is read on the
+    aggregate both times."""
+    agg_sft = frame({(0, 1): 50.0, (0.2, 1): 55.0, (1, 1): 40.0}, benchmark="aggregate_paper")
+    mmlu_sft = frame({(0, 1): 30.0, (0.2, 1): 31.0, (1, 1): 35.0}, benchmark="mmlu")
+    agg_dpo = frame({(0, 1): 60.0, (0.2, 1): 63.0, (1, 1): 54.0}, stage="dpo", benchmark="aggregate_paper")
+    f = cat(agg_sft, mmlu_sft, agg_dpo)
+    t = A.selection_by_benchmark(f, ["aggregate_paper", "mmlu"]).set_index("sft_benchmark")
+    assert t.loc["aggregate_paper", "sft_best_cell"] == (0.2, 1.0) and t.loc["mmlu", "sft_best_cell"] == (1.0, 1.0)
+    assert t.loc["mmlu", "dpo_at_sft_best"] == 54.0 and t.loc["mmlu", "gain_sft_best"] == pytest.approx(-10.0)
+    assert t.loc["mmlu", "regret"] == pytest.approx(9.0) and not t.loc["mmlu", "picked_best"]
+    assert t.loc["aggregate_paper", "picked_best"] and t.loc["aggregate_paper", "regret"] == 0
+    from scipy.stats import spearmanr
+
+    assert t.loc["mmlu", "rho"] == pytest.approx(spearmanr([30, 31, 35], [60, 63, 54]).statistic)
+    s = A.selection_summary(A.selection_by_benchmark(f, ["aggregate_paper", "mmlu"])).set_index("sft_benchmark")
+    assert s.loc["mmlu", "mean_gain_sft_best"] == pytest.approx(-10.0) and s.loc["mmlu", "picked_best"] == 0
+
+
+def test_plasticity_extras_hides_rho_below_the_cells_it_needs_and_pools_the_share():
+    sft = cat(frame({(0, 1): 50.0, (0.2, 1): 55.0, (1, 1): 40.0}, benchmark="aggregate_paper"),
+              frame({(0, 1): 50.0, (0.2, 1): 55.0, (1, 1): 40.0}, experiment="f", benchmark="aggregate_paper"))
+    dpo = cat(frame({(0, 1): 60.0, (0.2, 1): 54.0, (1, 1): 66.0}, stage="dpo", benchmark="aggregate_paper"),
+              frame({(0, 1): 40.0, (0.2, 1): 54.0, (1, 1): 30.0}, experiment="f", stage="dpo",
+                    benchmark="aggregate_paper"))
+    f = cat(sft, dpo)
+    shown = A.plasticity_extras(f)
+    assert shown["rho"].notna().all()  # 3 cells ≥ the default 3
+    hidden = A.plasticity_extras(f, min_cells=5)
+    assert hidden["rho"].isna().all() and list(hidden["lowered"]) == [1, 3]
+    s = A.extras_summary(hidden)
+    assert (s["lowered_cells"], s["cells"]) == (4, 6) and s["lowered_share"] == pytest.approx(400 / 6)
+    assert math.isnan(s["rho_min"]) and s["regret_mean"] == pytest.approx((66 - 54 + 54 - 54) / 2)
+
+
+def test_limits_name_what_a_small_grid_cannot_show():
+    from evalsuite.analysis import limits as L
+
+    sft = frame({(0, 1): 50.0, (0.5, 1): 55.0, (1, 1): 40.0})
+    dpo = frame({(0, 1): 50.0, (0.5, 1): 55.0, (1, 1): 40.0}, stage="dpo")  # DPO moved nothing
+    f = cat(sft, dpo).assign(n=5.0)
+    items = pd.DataFrame({"experiment": "e", "benchmark": "mmlu", "condition": "clean", "correct": [True, False]})
+    found = L.limits(f, items).set_index("topic")["finding"]
+    assert "lacks mmlu" not in found["aggregate"] and "bbh, alpacaeval, ifeval, mtbench" in found["aggregate"]
+    assert "3 cells" in found["rank correlation"] and "0.33" in found["rank correlation"]
+    assert "5 items per cell" in found["items"]
+    assert "smallest possible adjusted p is 0.12" in found["significance"]  # 2 cells × 2 · 0.5⁵
+    assert "DPO changed no cell's score" in found["DPO"]
+    # a grid large enough, with DPO that moved and all five benchmarks, has none of these
+    cells = {(p, r): 40.0 + 3 * p + r for p in (0, 0.2, 0.4) for r in (0.6, 1)}
+    big = cat(*(frame(cells, benchmark=b).assign(n=500.0) for b in A.BENCHMARKS),
+              *(frame({c: v + 1 + c[0] for c, v in cells.items()}, stage="dpo", benchmark=b).assign(n=500.0)
+                for b in A.BENCHMARKS))
+    assert L.limits(A.with_aggregates(big)).empty
+    assert L.limits(cat(sft)).set_index("topic").loc["DPO", "finding"].startswith("no DPO cell")
