@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.evalsuite-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit bench bench-eval clean
+.PHONY: setup demo test test-unit notebook bench bench-eval clean
 
 setup: $(STAMP)
 
@@ -17,6 +17,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -rs --durations=15 $(PYTEST_ARGS)
+
+# The DPO plasticity notebook executed on RUN (one or more run folders; none: the paper's grids only) →
+# $(NOTEBOOK_OUT)/dpo_plasticity-<run>.ipynb and .html
+NOTEBOOK_OUT ?= reports/notebooks
+notebook: setup
+	$(PY) -m evalsuite.report.notebook $(RUN) --out $(NOTEBOOK_OUT)
 
 test-unit: setup
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)

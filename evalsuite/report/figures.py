@@ -446,6 +446,37 @@ def condition_sheet(
     return rows, [_bench_title(b) for b in benchmarks], list(conditions)
 
 
+def settings_sheet(
+    frame: "pd.DataFrame", *, stage: str = "dpo", benchmark: str = "aggregate_paper", condition: str = "clean",
+    metric: str = "score", experiments: Optional[Sequence[str]] = None,
+) -> tuple[list[list[Optional[GridView]]], list[str], list[str]]:
+    """The layout of the paper's Figs. 2–4: one panel per experiment ("MODEL/DATA"), rows = the data (the part
+    after the first "/"), columns = the models, each panel the ``stage`` grid of ``benchmark``. On DPO panels
+    the blue square marks that experiment's SFT-best cell (first on ties), as in Fig. 3. ``frame`` needs the
+    ``gain`` column (``analysis.relative_gain``); ``experiments`` fixes the order (default: sorted), e.g.
+    ``analysis.paper_settings()`` for the paper's own."""
+    from evalsuite.analysis.frame import select
+
+    rows_of = select(frame, stage=stage, benchmark=benchmark, condition=condition, metric=metric)
+    present = set(rows_of["experiment"].tolist())
+    order = [e for e in (experiments if experiments is not None else sorted(present)) if e in present]
+    models = list(dict.fromkeys(e.split("/", 1)[0] for e in order))
+    datasets = list(dict.fromkeys(e.split("/", 1)[1] if "/" in e else "" for e in order))
+    views: list[list[Optional[GridView]]] = [[None] * len(models) for _ in datasets]
+    for experiment in order:
+        model, _, data = experiment.partition("/")
+        grid = select(rows_of, experiment=experiment)
+        sft_best = None
+        sft = select(frame, experiment=experiment, stage="sft", benchmark=benchmark, condition=condition,
+                     metric=metric)
+        if stage == "dpo" and len(sft):
+            sft_cells = grid_view(sft, title="", metric=metric).best
+            sft_best = sft_cells[0] if sft_cells else None
+        views[datasets.index(data)][models.index(model)] = grid_view(
+            grid, title=experiment, metric=metric, sft_best=sft_best)
+    return views, datasets, models
+
+
 def paper_figures(frame: "pd.DataFrame", out_dir: Path, *, formats: Sequence[str] = ("svg", "pdf", "png"),
                   dpi: int = 150) -> list[Path]:
     """Write the paper-style figure set of a grid frame to ``out_dir`` and return the files.

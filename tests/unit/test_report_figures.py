@@ -495,3 +495,18 @@ def test_status_table_keys_rows_by_run_and_checkpoint():
     assert table.iloc[0]["mmlu"] == "failed: oom" and table.iloc[0]["bbh"] == ""
     assert table.iloc[1]["mmlu"] == "ok" and table.iloc[1]["bbh"] == "skipped: no data"
     assert list(tabs.status_table(results.iloc[0:0]).columns) == ["run", "checkpoint"]
+
+
+def test_settings_sheet_lays_out_models_by_data_like_figure_3():
+    from evalsuite import analysis as A
+
+    gained = A.relative_gain(A.paper_grids())
+    rows, row_labels, col_labels = figs.settings_sheet(gained, experiments=A.paper_settings())
+    assert row_labels == ["Tulu-v2", "Alpaca-Cleaned", "LIMA"]
+    assert col_labels == ["Llama-3.2-1B", "Gemma-2-2B", "Llama-3.2-3B", "Mistral-7B", "Llama-3-8B"]
+    view = rows[row_labels.index("LIMA")][col_labels.index("Llama-3-8B")]
+    assert view.title == "Llama-3-8B/LIMA" and len(view.cells) == 36 and view.base == (0.0, 0.0)
+    p = A.plasticity(A.paper_grids()).set_index("experiment").loc["Llama-3-8B/LIMA"]
+    assert view.best == p["best_dpo_cells"] and view.sft_best == p["sft_best_cell"]
+    sft_rows, _, _ = figs.settings_sheet(gained, stage="sft", experiments=A.paper_settings())
+    assert sft_rows[0][0].sft_best is None and sft_rows[0][0].values != rows[0][0].values
