@@ -217,12 +217,10 @@ if frame is not None:
 if frame is not None:
     agreement = P.agreement_change(items, resamples=RESAMPLES, seed=SEED)
     show("agreement_change", agreement, caption="Answer agreement (%) after SFT and DPO, ΔDPO with 95 % interval")
-    delta = A.delta_dpo(frame)
-    posix = delta[delta["metric"].str.startswith("posix") & ~delta["is_base"]]
-    show("posix_change", posix[["experiment", "benchmark", "condition", "metric", "lambda_p", "lambda_r", "value"]],
-         decimals=3, caption="ΔDPO of POSIX per cell (negative = DPO made the cell more robust)")
+    show("posix_change", A.posix_change(frame), decimals=3,
+         caption="ΔDPO of POSIX per cell (negative = DPO made the cell more robust)")
     show("agreement_spread", P.agreement_spread(agreement),
-         caption="Range of ΔDPO agreement across cells (points); differ = the extremes' intervals are disjoint")
+         caption="Range of ΔDPO agreement across cells (points); disjoint extremes describe, they do not test")
 
 # %% [markdown]
 # ### Rank agreement, DPO-lowers share and regret on your grid, per benchmark
@@ -232,7 +230,7 @@ if frame is not None:
 # %%
 if frame is not None:
     for benchmark in sorted(set(frame["benchmark"]) - {"aggregate_paper", "mean"}, key=benchmark_order):
-        extras = A.plasticity_extras(frame, benchmark=benchmark, min_cells=L.MIN_RANK_CELLS)
+        extras = A.plasticity_extras(frame, benchmark=benchmark)
         if len(extras):
             show(f"beyond_run/{benchmark}", extras,
                  caption=f"{benchmark}: ρ (only with ≥ {L.MIN_RANK_CELLS} cells), cells DPO lowers, regret")

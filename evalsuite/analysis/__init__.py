@@ -13,8 +13,8 @@ from evalsuite.analysis.gains import (LOWER_IS_BETTER, best_cells, best_lambda_p
                                       gain, optimal_cells, relative_gain)
 from evalsuite.analysis.paper import PAPER_CITATION, paper_grids, paper_setting, paper_settings
 from evalsuite.analysis.plasticity import (dpo_lowers_share, extras_summary, plasticity, plasticity_extras,
-                                           plasticity_summary, selection_by_benchmark, selection_regret,
-                                           selection_summary, sft_dpo_rank_correlation)
+                                           plasticity_summary, posix_change, selection_by_benchmark,
+                                           selection_regret, selection_summary, sft_dpo_rank_correlation, spearman)
 from evalsuite.analysis.views import compare_runs, plw_curve
 
 __all__ = [
@@ -22,7 +22,7 @@ __all__ = [
     "PAPER_CITATION", "REFERENCE_CELL", "best_cells", "best_lambda_p_share", "compare_runs", "decimals_for",
     "delta_dpo", "dpo_lowers_share", "extras_summary", "gain", "grid_cells", "grid_frame", "grid_from_results",
     "grid_from_runs", "optimal_cells", "paper_aggregate", "paper_grids", "paper_setting", "paper_settings",
-    "plasticity", "plasticity_extras", "plasticity_summary", "plw_curve", "relative_gain", "select",
+    "plasticity", "plasticity_extras", "plasticity_summary", "plw_curve", "posix_change", "relative_gain", "select",
     "selection_by_benchmark", "selection_regret", "selection_summary", "sft_dpo_rank_correlation", "sort_frame",
-    "with_aggregates",
+    "spearman", "with_aggregates",
 ]

@@ -60,9 +60,11 @@ def limits(frame: "pd.DataFrame", items: Optional["pd.DataFrame"] = None,
         if agg["value"].isna().all():  # no aggregate row at all, or only NaN ones
             lacking = sorted(set(BENCHMARKS) - set(exp.loc[exp["value"].notna(), "benchmark"]),
                              key=BENCHMARKS.index)
+            why = (f"this grid lacks {', '.join(lacking)}" if lacking
+                   else "no cell has all five scored (failed or missing items)")
             say(experiment, "aggregate_paper", "aggregate",
-                f"the paper's aggregate needs all five benchmarks (one task each) and this grid lacks "
-                f"{', '.join(lacking)}: no aggregate grid, no Table 3 on it; the analyses below are per benchmark")
+                f"the paper's aggregate needs all five benchmarks (one task each) and {why}: no aggregate grid, "
+                "no Table 3 on it; the analyses below are per benchmark")
         for benchmark in [b for b in exp["benchmark"].unique() if b not in ("aggregate_paper", "mean")]:
             sft, dpo = (_trained(frame, experiment, s, benchmark) for s in ("sft", "dpo"))
             if dpo.empty:
@@ -79,20 +81,24 @@ def limits(frame: "pd.DataFrame", items: Optional["pd.DataFrame"] = None,
                     f"with fewer than {MIN_RANK_CELLS} (smallest possible p = {smallest_spearman_p(len(shared)):.2g});"
                     " whether SFT and DPO rank the cells alike is not concluded")
             n = dpo["n"].dropna()
-            n_items = int(n.min()) if len(n) else 0
-            if 0 < n_items < FEW_ITEMS:
+            fewest = int(n.min()) if len(n) else 0
+            if 0 < fewest < FEW_ITEMS:
                 say(experiment, benchmark, "items",
-                    f"{n_items} items per cell: one item moves the score by {100 / n_items:.0f} points; "
+                    f"{fewest} items in the smallest cell: one item moves its score by {100 / fewest:.0f} points; "
                     "read the intervals, not the colours")
-            tests = len(cells - {REFERENCE_CELL})
-            if items is not None and tests and n_items:
-                binary = items[(items["experiment"] == experiment) & (items["benchmark"] == benchmark)
-                               & (items["condition"] == "clean")]["correct"].notna().all()
-                smallest = smallest_holm_mcnemar_p(n_items, tests)
-                if binary and smallest >= alpha:
+            # Holm's smallest adjusted p is m × the smallest raw p, which the cell with the most items bounds
+            tested = dpo[dpo["p_vs_0_1"].notna() & ~((dpo["lambda_p"] == REFERENCE_CELL[0])
+                                                      & (dpo["lambda_r"] == REFERENCE_CELL[1]))]
+            most = int(tested["n"].max()) if tested["n"].notna().any() else 0
+            if items is not None and len(tested) and most:
+                asked = items[(items["experiment"] == experiment) & (items["benchmark"] == benchmark)
+                              & (items["condition"] == "clean")]
+                smallest = smallest_holm_mcnemar_p(most, len(tested))
+                if len(asked) and asked["correct"].notna().all() and smallest >= alpha:
                     say(experiment, benchmark, "significance",
-                        f"with {n_items} items and Holm over {tests} cells the smallest possible adjusted p is "
-                        f"{smallest:.2g} ≥ {alpha:g}: no cell can be shown to differ from DPO on (0, 1)")
+                        f"with at most {most} items per cell and Holm over {len(tested)} cells the smallest possible "
+                        f"adjusted p is {smallest:.2g} ≥ {alpha:g}: no cell can be shown to differ from DPO on "
+                        "(0, 1)")
             delta = dpo.merge(sft, on=["lambda_p", "lambda_r"], suffixes=("_dpo", "_sft"))
             if len(delta) and (delta["value_dpo"] == delta["value_sft"]).all():
                 say(experiment, benchmark, "DPO",

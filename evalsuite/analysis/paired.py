@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from evalsuite.analysis.frame import LAMBDA_DECIMALS, REFERENCE_CELL, STAGES, split_benchmarks
+from evalsuite.errors import ConfigError
 from evalsuite.metrics.resampling import resampled_means
 from evalsuite.metrics.significance import mcnemar
 
@@ -59,6 +60,14 @@ def item_frame(run_dirs: Sequence[Path]) -> "pd.DataFrame":
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=ITEM_COLUMNS)
     for column in ("lambda_p", "lambda_r"):
         out[column] = out[column].astype(float).round(LAMBDA_DECIMALS)
+    key = ["experiment", "stage", "lambda_p", "lambda_r", "benchmark", "condition", "item_id", "variant"]
+    dup = out[out.duplicated(key, keep=False)]
+    if len(dup):  # the same cell in two runs (or two checkpoints on one cell): pairing would multiply rows
+        first = dup.iloc[0]
+        raise ConfigError(f"two results for one item of one grid cell: experiment {first['experiment']!r} "
+                          f"{first['stage']} cell ({first['lambda_p']:g}, {first['lambda_r']:g}) "
+                          f"{first['benchmark']} {first['condition']} item {first['item_id']!r} from "
+                          f"{', '.join(sorted(set(map(str, dup['checkpoint']))))}; give each cell once")
     return out.sort_values(["experiment", "stage", "benchmark", "condition", "lambda_p", "lambda_r", "item_id",
                             "variant"], kind="stable").reset_index(drop=True)
 
@@ -99,22 +108,25 @@ def _grids(items: "pd.DataFrame", stages: Sequence[str], condition: str):
 
 
 def bootstrap_gain(cell: np.ndarray, ref: np.ndarray, *, resamples: int = RESAMPLES, seed: int = 0,
-                   confidence: float = 0.95, lower_is_better: bool = False) -> tuple[float, float, float]:
+                   confidence: float = 0.95) -> tuple[float, float, float]:
     """(gain, low, high): the relative gain (%) of mean(cell) over mean(ref) on paired items and its paired
     percentile-bootstrap interval (both means on the same resampled items: `resampled_means` draws the same
-    indices for two arrays of one length and one seed). NaN where the reference mean is 0."""
+    indices for two arrays of one length and one seed). The point gain is NaN where the reference mean is 0.
+    A resample whose reference mean is 0 has an unbounded gain: +inf where the cell's mean is above, -inf
+    below, 0 where both are 0 (no difference). Those resamples are kept, never dropped, so where they are more
+    than (1 − confidence)/2 of all, the interval's end is infinite: the data cannot bound the gain."""
     x, y = np.asarray(cell, dtype=float), np.asarray(ref, dtype=float)
     if x.shape != y.shape or x.size == 0:
         raise ValueError("bootstrap_gain: cell and ref must be paired, non-empty")
-    sign = -1.0 if lower_is_better else 1.0
+    point = (x.mean() - y.mean()) / abs(y.mean()) * 100.0 if y.mean() != 0 else float("nan")
+    gx, gy = resampled_means(x, resamples, seed), resampled_means(y, resamples, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
-        point = sign * (x.mean() - y.mean()) / abs(y.mean()) * 100.0 if y.mean() != 0 else float("nan")
-        gx, gy = resampled_means(x, resamples, seed), resampled_means(y, resamples, seed)
-        gains = np.where(gy != 0, sign * (gx - gy) / np.abs(gy) * 100.0, np.nan)
+        gains = np.where(gy != 0, (gx - gy) / np.abs(gy) * 100.0, np.sign(gx - gy) * np.inf)
+    gains[(gy == 0) & (gx == gy)] = 0.0
     alpha = (1 - confidence) / 2
-    if np.isnan(gains).all():
-        return float(point), float("nan"), float("nan")
-    low, high = np.nanquantile(gains, [alpha, 1 - alpha])
+    # linear interpolation as in metrics.scores; between an infinite and a finite draw it is undefined
+    method = "linear" if np.isfinite(gains).all() else "inverted_cdf"
+    low, high = np.quantile(gains, [alpha, 1 - alpha], method=method)
     return float(point), float(low), float(high)
 
 
@@ -270,9 +282,11 @@ def agreement_change(items: "pd.DataFrame", conditions: Sequence[str] | None = N
 
 
 def agreement_spread(table: "pd.DataFrame") -> "pd.DataFrame":
-    """An `agreement_change` table per experiment × benchmark × perturbation kind: the cells, the smallest and
-    largest ΔDPO (points), and whether their intervals are disjoint (`differ`: the lowest cell's high end is below
-    the highest cell's low end) — the "does DPO change agreement differently across cells" question."""
+    """An `agreement_change` table per experiment × benchmark × perturbation kind: the cells, and the smallest and
+    largest ΔDPO (points) with their cells — how much DPO's effect on agreement varies across the grid.
+    `extreme_intervals_disjoint` says whether those two cells' intervals do not overlap; it is a description,
+    not a test (the extremes are picked after looking, and the intervals are marginal): read it as "worth a
+    look", never as "significantly different"."""
     import pandas as pd
 
     rows = []
@@ -281,7 +295,7 @@ def agreement_spread(table: "pd.DataFrame") -> "pd.DataFrame":
         rows.append({"experiment": experiment, "benchmark": benchmark, "condition": condition, "cells": len(g),
                      "min_delta": float(lo["delta"]), "min_cell": (float(lo["lambda_p"]), float(lo["lambda_r"])),
                      "max_delta": float(hi["delta"]), "max_cell": (float(hi["lambda_p"]), float(hi["lambda_r"])),
-                     "differ": bool(lo["high"] < hi["low"])})
+                     "extreme_intervals_disjoint": bool(lo["high"] < hi["low"])})
     columns = ["experiment", "benchmark", "condition", "cells", "min_delta", "min_cell", "max_delta", "max_cell",
-               "differ"]
+               "extreme_intervals_disjoint"]
     return _sorted(pd.DataFrame(rows, columns=columns))

@@ -456,6 +456,7 @@ def settings_sheet(
     ``gain`` column (``analysis.relative_gain``); ``experiments`` fixes the order (default: sorted), e.g.
     ``analysis.paper_settings()`` for the paper's own."""
     from evalsuite.analysis.frame import select
+    from evalsuite.analysis.gains import best_cells
 
     rows_of = select(frame, stage=stage, benchmark=benchmark, condition=condition, metric=metric)
     present = set(rows_of["experiment"].tolist())
@@ -467,10 +468,9 @@ def settings_sheet(
         model, _, data = experiment.partition("/")
         grid = select(rows_of, experiment=experiment)
         sft_best = None
-        sft = select(frame, experiment=experiment, stage="sft", benchmark=benchmark, condition=condition,
-                     metric=metric)
-        if stage == "dpo" and len(sft):
-            sft_cells = grid_view(sft, title="", metric=metric).best
+        if stage == "dpo":  # the first tied best SFT cell, the paper's rule (as analysis.plasticity)
+            sft_cells = best_cells(select(frame, experiment=experiment, stage="sft", benchmark=benchmark,
+                                          condition=condition, metric=metric))
             sft_best = sft_cells[0] if sft_cells else None
         views[datasets.index(data)][models.index(model)] = grid_view(
             grid, title=experiment, metric=metric, sft_best=sft_best)

@@ -55,12 +55,12 @@ def payload(table: "pd.DataFrame | Mapping[str, Any]") -> Any:
     return [_plain(row) for row in table.to_dict("records")]
 
 
-def show(name: str, table: "pd.DataFrame | Mapping[str, Any]", *, decimals: int = 2,
-         caption: str | None = None) -> None:
-    """Display `table` (a DataFrame, or a mapping shown as a two-column table) rounded to `decimals` for the
-    reader, with its unrounded numbers attached under `MIME` as {"name": name, "data": ...}."""
+def bundle(name: str, table: "pd.DataFrame | Mapping[str, Any]", *, decimals: int = 2,
+           caption: str | None = None) -> dict[str, Any]:
+    """The display bundle `show` sends: HTML (every value and name escaped) and plain text of `table` (a
+    DataFrame, or a mapping shown as a two-column table) rounded to `decimals`, plus its unrounded numbers under
+    `MIME` as {"name": name, "data": ...}."""
     import pandas as pd
-    from IPython.display import display
 
     frame = (pd.DataFrame({"figure": list(table), "value": [_shown_value(v, decimals) for v in table.values()]})
              if isinstance(table, Mapping) else table)
@@ -69,7 +69,15 @@ def show(name: str, table: "pd.DataFrame | Mapping[str, Any]", *, decimals: int 
                                      float_format=lambda v: f"{v:.{decimals}f}")
     html = (f"<p><b>{_escape(caption)}</b></p>" if caption else "") + table_html
     text = shown_frame.to_string(index=False, na_rep="n/a") if len(frame) else "(no rows)"
-    display({"text/html": html, "text/plain": text, MIME: {"name": name, "data": payload(table)}}, raw=True)
+    return {"text/html": html, "text/plain": text, MIME: {"name": name, "data": payload(table)}}
+
+
+def show(name: str, table: "pd.DataFrame | Mapping[str, Any]", *, decimals: int = 2,
+         caption: str | None = None) -> None:
+    """Display `table` in the notebook (see `bundle`)."""
+    from IPython.display import display
+
+    display(bundle(name, table, decimals=decimals, caption=caption), raw=True)
 
 
 def _shown_value(value: Any, decimals: int) -> str:

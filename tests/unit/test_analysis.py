@@ -541,9 +541,9 @@ def test_plasticity_extras_hides_rho_below_the_cells_it_needs_and_pools_the_shar
               frame({(0, 1): 40.0, (0.2, 1): 54.0, (1, 1): 30.0}, experiment="f", stage="dpo",
                     benchmark="aggregate_paper"))
     f = cat(sft, dpo)
-    shown = A.plasticity_extras(f)
-    assert shown["rho"].notna().all()  # 3 cells ≥ the default 3
-    hidden = A.plasticity_extras(f, min_cells=5)
+    shown = A.plasticity_extras(f, min_cells=3)
+    assert shown["rho"].notna().all() and list(shown["p_value"]) == pytest.approx([1 / 3, 1 / 3])  # 2 of 3! orders
+    hidden = A.plasticity_extras(f)  # default: 5 cells, the fewest that can reach p < 0.05
     assert hidden["rho"].isna().all() and list(hidden["lowered"]) == [1, 3]
     s = A.extras_summary(hidden)
     assert (s["lowered_cells"], s["cells"]) == (4, 6) and s["lowered_share"] == pytest.approx(400 / 6)
@@ -554,14 +554,21 @@ def test_limits_name_what_a_small_grid_cannot_show():
     from evalsuite.analysis import limits as L
 
     sft = frame({(0, 1): 50.0, (0.5, 1): 55.0, (1, 1): 40.0})
-    dpo = frame({(0, 1): 50.0, (0.5, 1): 55.0, (1, 1): 40.0}, stage="dpo")  # DPO moved nothing
+    dpo = frame({(0, 1): 50.0, (0.5, 1): 55.0, (1, 1): 40.0}, stage="dpo").assign(p_vs_0_1=0.5)  # DPO moved nothing
     f = cat(sft, dpo).assign(n=5.0)
     items = pd.DataFrame({"experiment": "e", "benchmark": "mmlu", "condition": "clean", "correct": [True, False]})
     found = L.limits(f, items).set_index("topic")["finding"]
     assert "lacks mmlu" not in found["aggregate"] and "bbh, alpacaeval, ifeval, mtbench" in found["aggregate"]
     assert "3 cells" in found["rank correlation"] and "0.33" in found["rank correlation"]
-    assert "5 items per cell" in found["items"]
+    assert "5 items in the smallest cell" in found["items"]
     assert "smallest possible adjusted p is 0.12" in found["significance"]  # 2 cells × 2 · 0.5⁵
+    # the bound is set by the cell with the most items: one cell that lost items does not silence the others
+    mixed = f.assign(n=[500.0 if (st, p) != ("dpo", 1.0) else 4.0 for st, p in zip(f.stage, f.lambda_p)])
+    topics = set(L.limits(mixed, items)["topic"])
+    assert "significance" not in topics and "items" in topics
+    # no items of this benchmark, or no tested cell: nothing claimed about significance
+    assert "significance" not in set(L.limits(f, items.iloc[0:0])["topic"])
+    assert "significance" not in set(L.limits(f.assign(p_vs_0_1=NAN), items)["topic"])
     assert "DPO changed no cell's score" in found["DPO"]
     # a grid large enough, with DPO that moved and all five benchmarks, has none of these
     cells = {(p, r): 40.0 + 3 * p + r for p in (0, 0.2, 0.4) for r in (0.6, 1)}
@@ -570,3 +577,32 @@ def test_limits_name_what_a_small_grid_cannot_show():
                 for b in A.BENCHMARKS))
     assert L.limits(A.with_aggregates(big)).empty
     assert L.limits(cat(sft)).set_index("topic").loc["DPO", "finding"].startswith("no DPO cell")
+
+
+def test_spearman_p_is_exact_on_few_cells_and_scipys_on_many():
+    from itertools import permutations
+
+    from scipy.stats import spearmanr
+
+    a, b = [1, 2, 3, 4, 5], [1, 3, 2, 4, 5]  # rho 0.9: scipy's t approximation says 0.037
+    rho, p = A.spearman(a, b)
+    rhos = [spearmanr(a, list(order)).statistic for order in permutations(b)]
+    exact = sum(abs(r) >= 0.9 - 1e-12 for r in rhos) / len(rhos)
+    assert rho == pytest.approx(0.9) and p == pytest.approx(exact) == pytest.approx(10 / 120)
+    ties = [50, 55, 55, 40]  # ties: average ranks, still every ordering
+    rho_t, p_t = A.spearman(ties, [60, 63, 54, 66])
+    rhos = [spearmanr(ties, list(order)).statistic for order in permutations([60, 63, 54, 66])]
+    assert p_t == pytest.approx(sum(abs(r) >= abs(rho_t) - 1e-12 for r in rhos) / len(rhos))
+    many = list(range(12))
+    other = [0, 2, 1, 3, 5, 4, 6, 8, 7, 9, 11, 10]
+    assert A.spearman(many, other)[1] == pytest.approx(spearmanr(many, other).pvalue)
+
+
+def test_posix_change_is_dpo_minus_sft_per_cell_and_kind():
+    sft = frame({(0, 0): 0.5, (0, 1): 0.30, (1, 1): 0.20}, metric="posix", condition="typo", benchmark="bbh")
+    dpo = frame({(0, 0): 0.5, (0, 1): 0.25, (1, 1): 0.26}, stage="dpo", metric="posix", condition="typo",
+                benchmark="bbh")
+    score = frame({(0, 1): 30.0}, benchmark="bbh")
+    out = A.posix_change(cat(sft, dpo, score)).set_index(["lambda_p", "lambda_r"])
+    assert len(out) == 2 and out.loc[(0.0, 1.0), "value"] == pytest.approx(-0.05)
+    assert out.loc[(1.0, 1.0), "value"] == pytest.approx(0.06) and set(out.condition) == {"typo"}

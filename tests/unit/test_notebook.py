@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import subprocess
 from itertools import permutations
 from pathlib import Path
@@ -223,6 +224,7 @@ def test_run_part_every_section_runs_and_shows_what_analysis_computes(run_nb, tr
     experiments = sorted(set(frame["experiment"]))
     assert len(experiments) == 1 and "1 run folder(s), 1 experiment(s)" in stream_text(run_nb)
     _same(data["limits"], _records(L.limits(frame, items)))
+    _same(data["posix_change"], _records(A.posix_change(frame)))
     _same(data["plasticity"], _records(T.plasticity_table(frame)))
     _same(data["gain_intervals"], _records(P.gain_intervals(items, stage="dpo", resamples=2000, seed=0)))
     _same(data["cell_tests"], _records(P.cell_tests(frame, stage="dpo")))
@@ -233,7 +235,7 @@ def test_run_part_every_section_runs_and_shows_what_analysis_computes(run_nb, tr
     tasks = ["mmlu_loglikelihood", "mmlu_generative"]  # two tasks of one benchmark: one grid each
     for task in tasks:
         _same(data[f"beyond_run/{task}"],
-              _records(A.plasticity_extras(frame, benchmark=task, min_cells=L.MIN_RANK_CELLS)))
+              _records(A.plasticity_extras(frame, benchmark=task)))
     # the grid is three cells of twelve items: the notebook says what cannot be concluded instead of drawing it
     topics = {r["topic"] for r in data["limits"]}
     assert {"aggregate", "rank correlation", "items"} <= topics
@@ -257,13 +259,16 @@ def test_run_part_numbers_agree_with_the_runs_own_table(trained_run):
     g = P.gain_intervals(items, stage="dpo", resamples=200)
     table = frame[(frame.stage == "dpo") & (frame.condition == "clean") & (frame.metric == "score") & ~frame.is_base]
     assert len(g) == 4
+    compared = 0
     for row in g.to_dict("records"):
         t = table[(table.benchmark == row["benchmark"]) & (table.lambda_p == row["lambda_p"])
                   & (table.lambda_r == row["lambda_r"])].iloc[0]
         assert row["mean"] * 100 == pytest.approx(t["value"], abs=1e-9)
         if not math.isnan(t["gain"]):
+            compared += 1
             assert row["gain"] == pytest.approx(t["gain"], abs=1e-9)
             assert row["low"] <= row["gain"] + 1e-9 and row["gain"] <= row["high"] + 1e-9
+    assert compared >= 2  # the log-likelihood task's (0, 1) cell scores above 0: its gains are defined
     for kind in ("typo", "format"):
         agree = P.item_agreement(items, kind)
         runs = frame[(frame.metric == "agreement") & (frame.condition == kind) & ~frame.is_base]
@@ -304,9 +309,20 @@ def test_gain_intervals_pair_items_and_bootstrap_the_ratio():
     assert g["n"] == 9 and g["gain"] == pytest.approx((x.mean() - y.mean()) / y.mean() * 100)
     rng = np.random.default_rng(3)
     idx = rng.integers(0, 9, size=(500, 9))
+    assert (y[idx].mean(1) > 0).all()  # every resample has a reference: a plain percentile interval
     boot = (x[idx].mean(1) - y[idx].mean(1)) / y[idx].mean(1) * 100
-    low, high = np.nanquantile(np.where(y[idx].mean(1) != 0, boot, np.nan), [0.025, 0.975])
-    assert (g["low"], g["high"]) == pytest.approx((low, high))
+    assert (g["low"], g["high"]) == pytest.approx(tuple(np.quantile(boot, [0.025, 0.975])))
+
+
+def test_gain_interval_is_unbounded_where_resamples_lose_the_reference():
+    """One right answer in six for the reference: a third of the resamples have no right answer there, so the
+    gain has no upper bound; those resamples are kept as +inf, not dropped (which would report a finite end)."""
+    ref = [1, 0, 0, 0, 0, 0]
+    cell = [1, 1, 1, 0, 0, 0]
+    gain, low, high = P.bootstrap_gain(np.array(cell, float), np.array(ref, float), resamples=2000, seed=0)
+    assert gain == pytest.approx(200.0) and math.isinf(high) and high > 0 and math.isfinite(low)
+    same = P.bootstrap_gain(np.zeros(4), np.zeros(4), resamples=100)  # 0 vs 0 everywhere: no difference
+    assert math.isnan(same[0]) and same[1:] == (0.0, 0.0)
 
 
 def test_holm_against_its_definition():
@@ -358,3 +374,43 @@ def test_limit_bounds_are_exact():
     from scipy.stats import binomtest
 
     assert L.smallest_holm_mcnemar_p(8, 1) == pytest.approx(binomtest(0, 8, 0.5).pvalue)
+
+
+def test_cell_tests_holm_over_each_grids_other_cells():
+    rows = []
+    for bench, ps in (("mmlu", {(0.0, 1.0): 0.9, (0.5, 1.0): 0.01, (1.0, 1.0): 0.04, (1.0, 0.5): float("nan")}),
+                      ("bbh", {(0.0, 1.0): 0.9, (0.5, 1.0): 0.03})):
+        for (lp, lr), p in ps.items():
+            rows.append({"experiment": "e", "stage": "dpo", "lambda_p": lp, "lambda_r": lr, "is_base": False,
+                         "benchmark": bench, "condition": "clean", "metric": "score", "value": 50.0, "p_vs_0_1": p})
+    rows.append({**rows[0], "stage": "sft", "lambda_p": 0.5, "p_vs_0_1": 0.001})  # another stage: not tested
+    t = P.cell_tests(pd.DataFrame(rows)).set_index(["benchmark", "lambda_p", "lambda_r"])
+    assert set(t.index) == {("mmlu", 0.5, 1.0), ("mmlu", 1.0, 1.0), ("bbh", 0.5, 1.0)}  # no (0, 1), no NaN p
+    assert t.loc[("mmlu", 0.5, 1.0), "p_holm"] == pytest.approx(0.02) and t.loc[("mmlu", 0.5, 1.0), "tests"] == 2
+    assert t.loc[("mmlu", 1.0, 1.0), "p_holm"] == pytest.approx(0.04) and t.loc[("bbh", 0.5, 1.0), "p_holm"] == 0.03
+    assert t["significant"].all()
+
+
+def test_item_frame_refuses_one_cell_twice(trained_run, tmp_path):
+    from evalsuite.errors import ConfigError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    with pytest.raises(ConfigError, match="two results for one item of one grid cell"):
+        P.item_frame([trained_run, copy])
+
+
+def test_show_escapes_names_and_the_html_page_keeps_them_text(tmp_path):
+    import nbformat
+
+    evil = "<script>alert(1)</script>"
+    b = NB.bundle("t", pd.DataFrame({"experiment": [evil], "gain": [1.234]}), caption=evil)
+    assert evil not in b["text/html"] and "&lt;script&gt;" in b["text/html"] and "1.23" in b["text/html"]
+    assert b[NB.MIME] == {"name": "t", "data": [{"experiment": evil, "gain": 1.234}]}
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "show(...)", outputs=[nbformat.v4.new_output("display_data", data=b)])])
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, str(path))
+    page = NB.render_html(path)
+    assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert NB.shown(path)["t"][0]["experiment"] == evil
