@@ -35,6 +35,10 @@ def smallest_holm_mcnemar_p(items: int, tests: int) -> float:
     return min(1.0, tests * 2.0 * 0.5 ** items)
 
 
+def _items(n: int) -> str:
+    return f"{n} item" if n == 1 else f"{n} items"
+
+
 def _trained(frame: "pd.DataFrame", experiment: str, stage: str, benchmark: str) -> "pd.DataFrame":
     return frame[(frame["experiment"] == experiment) & (frame["stage"] == stage) & (frame["benchmark"] == benchmark)
                  & (frame["condition"] == "clean") & (frame["metric"] == "score") & ~frame["is_base"].astype(bool)
@@ -84,7 +88,7 @@ def limits(frame: "pd.DataFrame", items: Optional["pd.DataFrame"] = None,
             fewest = int(n.min()) if len(n) else 0
             if 0 < fewest < FEW_ITEMS:
                 say(experiment, benchmark, "items",
-                    f"{fewest} items in the smallest cell: one item moves its score by {100 / fewest:.0f} points; "
+                    f"{_items(fewest)} in the smallest cell: one item moves its score by {100 / fewest:.0f} points; "
                     "read the intervals, not the colours")
             # Holm's smallest adjusted p is m × the smallest raw p, which the cell with the most items bounds
             tested = dpo[dpo["p_vs_0_1"].notna() & ~((dpo["lambda_p"] == REFERENCE_CELL[0])
@@ -96,7 +100,7 @@ def limits(frame: "pd.DataFrame", items: Optional["pd.DataFrame"] = None,
                 smallest = smallest_holm_mcnemar_p(most, len(tested))
                 if len(asked) and asked["correct"].notna().all() and smallest >= alpha:
                     say(experiment, benchmark, "significance",
-                        f"with at most {most} items per cell and Holm over {len(tested)} cells the smallest possible "
+                        f"with at most {_items(most)} per cell and Holm over {len(tested)} cells the smallest possible "
                         f"adjusted p is {smallest:.2g} ≥ {alpha:g}: no cell can be shown to differ from DPO on "
                         "(0, 1)")
             delta = dpo.merge(sft, on=["lambda_p", "lambda_r"], suffixes=("_dpo", "_sft"))

@@ -111,14 +111,16 @@ def bootstrap_gain(cell: np.ndarray, ref: np.ndarray, *, resamples: int = RESAMP
                    confidence: float = 0.95) -> tuple[float, float, float]:
     """(gain, low, high): the relative gain (%) of mean(cell) over mean(ref) on paired items and its paired
     percentile-bootstrap interval (both means on the same resampled items: `resampled_means` draws the same
-    indices for two arrays of one length and one seed). The point gain is NaN where the reference mean is 0.
-    A resample whose reference mean is 0 has an unbounded gain: +inf where the cell's mean is above, -inf
-    below, 0 where both are 0 (no difference). Those resamples are kept, never dropped, so where they are more
-    than (1 − confidence)/2 of all, the interval's end is infinite: the data cannot bound the gain."""
+    indices for two arrays of one length and one seed). All NaN where the reference mean is 0: no relative gain
+    is defined. A resample whose reference mean is 0 has an unbounded gain: +inf where the cell's mean is above,
+    -inf below, 0 where both are 0 (no difference). Those resamples are kept, never dropped, so where they are
+    more than (1 − confidence)/2 of all, the interval's end is infinite: the data cannot bound the gain."""
     x, y = np.asarray(cell, dtype=float), np.asarray(ref, dtype=float)
     if x.shape != y.shape or x.size == 0:
         raise ValueError("bootstrap_gain: cell and ref must be paired, non-empty")
-    point = (x.mean() - y.mean()) / abs(y.mean()) * 100.0 if y.mean() != 0 else float("nan")
+    if y.mean() == 0:
+        return float("nan"), float("nan"), float("nan")
+    point = (x.mean() - y.mean()) / abs(y.mean()) * 100.0
     gx, gy = resampled_means(x, resamples, seed), resampled_means(y, resamples, seed)
     with np.errstate(divide="ignore", invalid="ignore"):
         gains = np.where(gy != 0, (gx - gy) / np.abs(gy) * 100.0, np.sign(gx - gy) * np.inf)
