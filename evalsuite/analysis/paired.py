@@ -22,11 +22,11 @@ both sides and counted in `n`, never filled in.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from evalsuite.analysis.frame import LAMBDA_DECIMALS, REFERENCE_CELL, STAGES, split_benchmarks
+from evalsuite.analysis.frame import LAMBDA_DECIMALS, REFERENCE_CELL, STAGES, Cell, split_benchmarks
 from evalsuite.errors import ConfigError
 from evalsuite.metrics.resampling import resampled_means
 from evalsuite.metrics.significance import mcnemar
@@ -85,26 +85,24 @@ def _sorted(table: "pd.DataFrame") -> "pd.DataFrame":
     return table.assign(**keys).sort_values(by, kind="stable").drop(columns=list(keys)).reset_index(drop=True)
 
 
-def _cell(items: "pd.DataFrame", experiment: str, stage: str, benchmark: str, condition: str,
-          cell: tuple[float, float]) -> "pd.DataFrame":
-    rows = items[(items["experiment"] == experiment) & (items["stage"] == stage) & (items["benchmark"] == benchmark)
-                 & (items["condition"] == condition) & (items["lambda_p"] == cell[0]) & (items["lambda_r"] == cell[1])]
-    return rows.set_index(PAIR_KEY)
-
-
 def _paired(a: "pd.DataFrame", b: "pd.DataFrame", column: str = "score") -> "pd.DataFrame":
     """Rows of two cells on the items both have a `column` value for, as columns a and b."""
     both = a[[column]].join(b[[column]], how="inner", lsuffix="_a", rsuffix="_b").dropna()
     return both.rename(columns={f"{column}_a": "a", f"{column}_b": "b"}).sort_index()
 
 
-def _grids(items: "pd.DataFrame", stages: Sequence[str], condition: str):
-    """(experiment, benchmark) → the sorted trained cells present under every stage in `stages`."""
+def _grids(items: "pd.DataFrame", stages: Sequence[str],
+           condition: str) -> Iterator[tuple[str, str, list[Cell], dict[tuple[str, Cell], "pd.DataFrame"]]]:
+    """Per (experiment, benchmark) of `condition`: the sorted trained cells present under every stage in
+    `stages`, and each (stage, cell)'s rows indexed by item and variant. The items are split once here, never
+    filtered again per cell (a full grid's items are millions of rows)."""
     rows = items[(items["condition"] == condition) & items["stage"].isin(stages)]
     for (experiment, benchmark), grid in rows.groupby(["experiment", "benchmark"], sort=True):
-        per_stage = [set(zip(g["lambda_p"], g["lambda_r"])) for _, g in grid.groupby("stage")]
-        if len(per_stage) == len(set(stages)):
-            yield experiment, benchmark, sorted(set.intersection(*per_stage))
+        by_cell = {(stage, (float(p), float(r))): g.set_index(PAIR_KEY)
+                   for (stage, p, r), g in grid.groupby(["stage", "lambda_p", "lambda_r"], sort=True)}
+        per_stage = [{c for s, c in by_cell if s == stage} for stage in set(stages)]
+        if all(per_stage):
+            yield experiment, benchmark, sorted(set.intersection(*per_stage)), by_cell
 
 
 def bootstrap_gain(cell: np.ndarray, ref: np.ndarray, *, resamples: int = RESAMPLES, seed: int = 0,
@@ -141,14 +139,14 @@ def gain_intervals(items: "pd.DataFrame", stage: str = "dpo", condition: str = "
     import pandas as pd
 
     out = []
-    for experiment, benchmark, cells in _grids(items, [stage], condition):
+    for experiment, benchmark, cells, rows in _grids(items, [stage], condition):
         if REFERENCE_CELL not in cells:
             continue
-        ref = _cell(items, experiment, stage, benchmark, condition, REFERENCE_CELL)
+        ref = rows[(stage, REFERENCE_CELL)]
         for cell in cells:
             if cell == REFERENCE_CELL:
                 continue
-            pair = _paired(_cell(items, experiment, stage, benchmark, condition, cell), ref)
+            pair = _paired(rows[(stage, cell)], ref)
             if pair.empty:
                 continue
             g, low, high = bootstrap_gain(pair["a"].to_numpy(), pair["b"].to_numpy(), resamples=resamples,
@@ -206,11 +204,10 @@ def flips(items: "pd.DataFrame", condition: str = "clean", alpha: float = SIGNIF
     import pandas as pd
 
     out = []
-    for experiment, benchmark, cells in _grids(items, ["sft", "dpo"], condition):
+    for experiment, benchmark, cells, rows in _grids(items, ["sft", "dpo"], condition):
         grid_rows = []
         for cell in cells:
-            pair = _paired(_cell(items, experiment, "sft", benchmark, condition, cell),
-                           _cell(items, experiment, "dpo", benchmark, condition, cell))
+            pair = _paired(rows[("sft", cell)], rows[("dpo", cell)])
             if pair.empty:
                 continue
             a, b = pair["a"].to_numpy(), pair["b"].to_numpy()
