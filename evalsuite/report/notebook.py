@@ -35,24 +35,24 @@ KERNEL = "python3"
 FIGURE_DPI = 80  # committed notebooks carry their PNGs: small, but every printed cell value stays legible
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready: NaN → None, tuples → lists, numpy scalars → Python."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
+def _native(value: Any) -> Any:
+    """Python values for JSON: numpy scalars as Python ones, tuples as lists, keys as text."""
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_native(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): _native(v) for k, v in value.items()}
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return _plain(value.item())
+        return value.item()
     return value
 
 
 def payload(table: "pd.DataFrame | Mapping[str, Any]") -> Any:
-    """What `show` attaches: a table's rows as records, a mapping as itself (JSON-ready)."""
-    if isinstance(table, Mapping):
-        return _plain(dict(table))
-    return [_plain(row) for row in table.to_dict("records")]
+    """What `show` attaches: a table's rows as records, a mapping as itself, as valid JSON values: NaN and
+    infinities (an unbounded interval) as None, as every record evalsuite writes (`paths.json_safe`), since a
+    notebook is JSON that other tools parse strictly."""
+    from evalsuite.paths import json_safe
+
+    return json_safe(_native(dict(table) if isinstance(table, Mapping) else table.to_dict("records")))
 
 
 def bundle(name: str, table: "pd.DataFrame | Mapping[str, Any]", *, decimals: int = 2,

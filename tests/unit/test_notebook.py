@@ -416,3 +416,18 @@ def test_show_escapes_names_and_the_html_page_keeps_them_text(tmp_path):
     page = NB.render_html(path)
     assert evil not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert NB.shown(path)["t"][0]["experiment"] == evil
+
+
+def test_shown_numbers_stay_valid_json_with_unbounded_and_missing_values():
+    """An interval with an infinite end and a NaN gain reach the notebook as null: nbformat would otherwise write
+    the `Infinity` / `NaN` tokens, which are not JSON and break strict readers (web renderers)."""
+    import json
+
+    import nbformat
+
+    b = NB.bundle("g", pd.DataFrame({"gain": [float("nan"), 200.0], "high": [float("inf"), 5.0], "n": [6, 12]}))
+    assert b[NB.MIME]["data"] == [{"gain": None, "high": None, "n": 6}, {"gain": 200.0, "high": 5.0, "n": 12}]
+    assert "inf" in b["text/plain"]  # the reader still sees the unbounded end
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "show(...)", outputs=[nbformat.v4.new_output("display_data", data=b)])])
+    json.loads(nbformat.writes(nb), parse_constant=lambda token: pytest.fail(f"{token} in the notebook"))
