@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from evalsuite.analysis.frame import Cell
 from evalsuite.report.encoding import STAGE_LABELS, condition_key
+from evalsuite.report.tables import benchmark_label  # one label for tables, figures and the page
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,13 +82,6 @@ class Source:
     prefix: str = ""
     # benchmark -> the item page of its task (relative to index.html), per experiment: heatmap cells link there
     pages: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-
-def benchmark_label(name: str) -> str:
-    """The one display label of a benchmark (tables.benchmark_label: tables, figures and the page agree)."""
-    from evalsuite.report.tables import benchmark_label as label
-
-    return label(name)
 
 
 def _tick(x: float) -> str:

@@ -32,6 +32,7 @@ from evalsuite.report.encoding import (
     grid_view,
     text_color,
 )
+from evalsuite.report.tables import benchmark_label
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -310,7 +311,7 @@ def plw_figure(curves: "pd.DataFrame", *, title: Optional[str] = None, lambda_r:
                 ok = np.isfinite(lo) & np.isfinite(hi)
                 if ok.any():
                     ax.fill_between(x[ok], lo[ok], hi[ok], color=colour, alpha=0.18, linewidth=0)
-        ax.set_title(_bench_title(bench), fontsize=9)
+        ax.set_title(benchmark_label(bench), fontsize=9)
         ax.set_xlabel(f"λp (λr = {lambda_r:g})", fontsize=8)
         ax.set_ylabel("score", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -340,12 +341,6 @@ def _palette(n: int) -> list[str]:
 
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [to_hex(cmap(i % cmap.N)) for i in range(n)]
-
-
-def _bench_title(bench: str) -> str:
-    from evalsuite.report.tables import benchmark_label
-
-    return benchmark_label(bench)
 
 
 def save(fig: "Figure", stem: Path, formats: Sequence[str] = ("svg", "pdf", "png"), *, dpi: int = 150) -> list[Path]:
@@ -417,7 +412,7 @@ def experiment_sheet(
             delta_view.best = []  # the largest change is not a "best cell" claim
         rows.append([sft_view, dpo_view, delta_view])
     keep = [j for j in range(len(STAGE_COLUMNS)) if any(r[j] is not None for r in rows)]  # e.g. no DPO at all
-    return ([[r[j] for j in keep] for r in rows], [_bench_title(b) for b in benchmarks],
+    return ([[r[j] for j in keep] for r in rows], [benchmark_label(b) for b in benchmarks],
             [STAGE_COLUMNS[j] for j in keep])
 
 
@@ -443,7 +438,7 @@ def condition_sheet(
             row.append(grid_view(grid, title=f"{bench} {cond}", metric=metric, lambda_p=lp, lambda_r=lr)
                        if len(grid) else None)
         rows.append(row)
-    return rows, [_bench_title(b) for b in benchmarks], list(conditions)
+    return rows, [benchmark_label(b) for b in benchmarks], list(conditions)
 
 
 def settings_sheet(
