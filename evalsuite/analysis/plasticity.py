@@ -191,6 +191,14 @@ def selection_by_benchmark(frame: "pd.DataFrame", sft_benchmarks: Sequence[str],
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SELECTION_COLUMNS)
 
 
+def _rho_range(rho: "pd.Series") -> dict[str, float]:
+    """rho_min, rho_median, rho_max of the non-NaN values (NaN where there are none)."""
+    values = rho.dropna().astype(float)
+    if values.empty:
+        return {"rho_min": float("nan"), "rho_median": float("nan"), "rho_max": float("nan")}
+    return {"rho_min": float(values.min()), "rho_median": float(values.median()), "rho_max": float(values.max())}
+
+
 def selection_summary(table: "pd.DataFrame") -> "pd.DataFrame":
     """A `selection_by_benchmark` table summarised per SFT benchmark, over its experiments (NaNs left out of each
     figure): experiments, mean gain_sft_best (%), mean regret_pct, how often the picked cell is a best DPO cell,
@@ -199,14 +207,10 @@ def selection_summary(table: "pd.DataFrame") -> "pd.DataFrame":
 
     rows = []
     for sft_benchmark, group in table.groupby("sft_benchmark", sort=False):
-        rho = group["rho"].dropna().astype(float)
         rows.append({"sft_benchmark": sft_benchmark, "experiments": int(len(group)),
                      "mean_gain_sft_best": float(group["gain_sft_best"].astype(float).mean()),
                      "mean_regret_pct": float(group["regret_pct"].astype(float).mean()),
-                     "picked_best": int(group["picked_best"].sum()),
-                     "rho_median": float(rho.median()) if len(rho) else float("nan"),
-                     "rho_min": float(rho.min()) if len(rho) else float("nan"),
-                     "rho_max": float(rho.max()) if len(rho) else float("nan")})
+                     "picked_best": int(group["picked_best"].sum()), **_rho_range(group["rho"])})
     return pd.DataFrame(rows, columns=["sft_benchmark", "experiments", "mean_gain_sft_best", "mean_regret_pct",
                                        "picked_best", "rho_median", "rho_min", "rho_max"])
 
@@ -237,12 +241,9 @@ def plasticity_extras(frame: "pd.DataFrame", benchmark: str = "aggregate_paper",
 def extras_summary(table: "pd.DataFrame") -> dict[str, Any]:
     """A `plasticity_extras` table over its experiments: rho's min, median and max (NaN left out), the cells DPO
     lowers pooled over experiments (count, of how many, share %), and the mean regret (points, % of the best)."""
-    rho = table["rho"].dropna().astype(float)
     cells, lowered = int(table["cells"].sum()), int(table["lowered"].sum())
-    nan = float("nan")
-    return {"experiments": int(len(table)), "rho_min": float(rho.min()) if len(rho) else nan,
-            "rho_median": float(rho.median()) if len(rho) else nan, "rho_max": float(rho.max()) if len(rho) else nan,
-            "lowered_cells": lowered, "cells": cells, "lowered_share": lowered / cells * 100 if cells else nan,
+    return {"experiments": int(len(table)), **_rho_range(table["rho"]),
+            "lowered_cells": lowered, "cells": cells, "lowered_share": lowered / cells * 100 if cells else float("nan"),
             "regret_mean": float(table["regret"].astype(float).mean()),
             "regret_pct_mean": float(table["regret_pct"].astype(float).mean())}
 
