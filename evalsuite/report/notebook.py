@@ -139,14 +139,14 @@ def execute(run_dirs: Sequence[Path], out_dir: Path, *, source: Path = SOURCE, n
     import nbformat
     import papermill
 
+    from evalsuite.paths import atomic_write, ensure_output_dir
     from evalsuite.run.records import check_run
 
     for d in run_dirs:  # a wrong folder is a one-line error here, not a traceback from inside the kernel
         check_run(Path(d))
     runs = [str(Path(d).expanduser().resolve()) for d in run_dirs]
     stem = name or ("dpo_plasticity" + (f"-{Path(runs[0]).name}" if runs else ""))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_output_dir(Path(out_dir))
     ipynb = out_dir / f"{stem}.ipynb"
     with tempfile.TemporaryDirectory() as tmp:  # papermill records a path given, but a whole node passed in
         unexecuted = Path(tmp) / f"{stem}.ipynb"
@@ -156,11 +156,8 @@ def execute(run_dirs: Sequence[Path], out_dir: Path, *, source: Path = SOURCE, n
                                    cwd=str(Path(source).parent))
     executed = nbformat.read(str(ipynb), as_version=4)
     executed.metadata["papermill"].update(input_path=_shown_path(Path(source)), output_path=ipynb.name)
-    nbformat.write(executed, str(ipynb))
-    page = None
-    if html:
-        page = out_dir / f"{stem}.html"
-        page.write_text(render_html(ipynb), encoding="utf-8")
+    atomic_write(ipynb, nbformat.writes(executed))
+    page = atomic_write(out_dir / f"{stem}.html", render_html(ipynb)) if html else None
     return ipynb, page
 
 
