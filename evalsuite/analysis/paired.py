@@ -29,6 +29,7 @@ import numpy as np
 from evalsuite.analysis.frame import LAMBDA_DECIMALS, REFERENCE_CELL, STAGES, Cell, split_benchmarks
 from evalsuite.errors import ConfigError
 from evalsuite.metrics.resampling import resampled_means
+from evalsuite.metrics.scores import bootstrap_ci
 from evalsuite.metrics.significance import mcnemar
 
 if TYPE_CHECKING:
@@ -268,13 +269,11 @@ def agreement_change(items: "pd.DataFrame", conditions: Sequence[str] | None = N
         both = sft.merge(dpo, on=key, suffixes=("_sft", "_dpo"))
         for (experiment, benchmark, lp, lr), g in both.groupby(key[:4], sort=True):
             d = (g["agreement_dpo"] - g["agreement_sft"]).to_numpy() * 100.0
-            means = resampled_means(d, resamples, seed)
-            alpha = (1 - confidence) / 2
-            low, high = np.quantile(means, [alpha, 1 - alpha])
+            est = bootstrap_ci(d, confidence=confidence, resamples=resamples, seed=seed)  # items resampled
             out.append({"experiment": experiment, "benchmark": benchmark, "condition": kind, "lambda_p": lp,
                         "lambda_r": lr, "n": len(g), "sft": float(g["agreement_sft"].mean() * 100),
-                        "dpo": float(g["agreement_dpo"].mean() * 100), "delta": float(d.mean()),
-                        "low": float(low), "high": float(high)})
+                        "dpo": float(g["agreement_dpo"].mean() * 100), "delta": est.value,
+                        "low": est.low, "high": est.high})
     columns = ["experiment", "benchmark", "condition", "lambda_p", "lambda_r", "n", "sft", "dpo", "delta", "low",
                "high"]
     return _sorted(pd.DataFrame(out, columns=columns))
