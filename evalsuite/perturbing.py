@@ -109,3 +109,15 @@ def perturbed_items(items: Any, rows: Any) -> tuple[list[Any], int]:
             continue
         out.append(replace(item, perturbed=Perturbed.from_row(row)))
     return out, skipped
+
+
+def load_paraphraser(model: str, base_url: str | None, api_key_env: str | None) -> tuple[Any, Any]:
+    """An LLM paraphraser and the backend it holds (close it after): a served model through our OpenAI-compatible
+    backend (the same key policy, retries and reply checks as judges and evaluated models), else a local
+    checkpoint."""
+    from evalsuite.backends import load_backend
+    from evalsuite.backends.config import backend_config
+
+    backend = load_backend(backend_config(model=model, backend="openai" if base_url else None, base_url=base_url,
+                                          api_key_env=api_key_env))
+    return make_paraphraser(f"{model}@{base_url}" if base_url else model, backend), backend

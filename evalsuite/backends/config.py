@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -82,3 +83,36 @@ def parse_backend_config(data: dict[str, Any]) -> HFConfig | VLLMConfig | OpenAI
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise ConfigError(f"invalid backend config: {validation_problems(exc, 'backend')}") from None
+
+
+def backend_config(
+    *,
+    model: str,
+    backend: str | None = None,
+    dtype: str | None = None,
+    config: Path | None = None,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+    tokenizer: str | None = None,
+    batch_size: int | None = None,
+    trust_remote_code: bool = False,
+) -> HFConfig | VLLMConfig | OpenAIConfig:
+    """Config file values, overridden by the flags that were given. Local model names are resolved to a
+    checkpoint dir (embedded models and .gguf files are prepared on first use)."""
+    data: dict[str, Any] = dict(load_config_file(config).get("backend") or {}) if config else {}
+    flags = {
+        "kind": backend,
+        "dtype": dtype,
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "tokenizer": tokenizer,
+        "batch_size": batch_size,
+        "trust_remote_code": trust_remote_code or None,
+    }
+    data.update({k: v for k, v in flags.items() if v is not None})
+    data.setdefault("model", model)
+    if data.get("kind", "hf") != "openai":
+        from evalsuite.models.prepare import resolve_model
+
+        data["model"] = str(resolve_model(str(data["model"])))
+    return parse_backend_config(data)

@@ -137,3 +137,15 @@ class Judge:
                     still.append(i)
             pending = still
         return [v for v in verdicts if v is not None]
+
+
+def make_judge(model: str | None, base_url: str | None, api_key_env: str | None, max_new_tokens: int,
+               backend: str | None = None) -> Any:
+    """A served model when a URL is given, else a local checkpoint through our backend; None without a model."""
+    if model is None:
+        return None
+    from evalsuite.backends.config import backend_config
+
+    cfg = backend_config(model=model, backend="openai" if base_url else backend, base_url=base_url,
+                                api_key_env=api_key_env)
+    return Judge(cfg, max_new_tokens=max_new_tokens)

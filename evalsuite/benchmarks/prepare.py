@@ -178,3 +178,16 @@ def prepare_data(dest: Path, *, bbh_source: str | None = None, packages_dir: Pat
             (stage / PREPARED_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"data ready in {dest}")
     return dest
+
+
+def default_data_dir() -> Path:
+    from evalsuite.paths import cache_dir
+
+    return cache_dir() / "data"
+
+
+def prepared_or(data: str | None, fallback: str | None) -> str | None:
+    """`--data` if given, else the prepared folder when there is one, else `fallback` (a hub id)."""
+    if data is not None:
+        return data
+    return str(default_data_dir()) if (default_data_dir() / "evalsuite-data.json").is_file() else fallback

@@ -16,12 +16,13 @@ from rich.table import Table
 from evalsuite import __version__
 from evalsuite.cli import models as models_cli
 from evalsuite.cli.common import shown
+from evalsuite.cli import study as study_cli
 from evalsuite.cli import train as train_cli
 from evalsuite.cli.evaluate import data_app, evaluate, score
 from evalsuite.cli.generate import generate
 from evalsuite.cli.perturb import perturb
 from evalsuite.cli.report import report
-from evalsuite.cli.run import run
+from evalsuite.cli.run import merge, run
 from evalsuite.errors import EvalsuiteError
 from evalsuite.models import DEFAULT_MODEL
 
@@ -34,11 +35,13 @@ app = typer.Typer(
 app.add_typer(models_cli.app, name="models")
 app.add_typer(train_cli.app, name="train")
 app.add_typer(data_app, name="data")
+app.add_typer(study_cli.app, name="study")
 app.command("generate")(generate)
 app.command("eval")(evaluate)
 app.command("score")(score)
 app.command("perturb")(perturb)
 app.command("run")(run)
+app.command("merge")(merge)
 app.command("report")(report)
 console = Console()
 

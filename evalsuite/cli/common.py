@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from evalsuite.backends.config import HFConfig, OpenAIConfig, VLLMConfig, load_config_file, parse_backend_config
-from evalsuite.models import DEFAULT_MODEL
 
 ModelOpt = Annotated[
     str,
@@ -27,51 +25,6 @@ ApiKeyEnvOpt = Annotated[
 TokenizerOpt = Annotated[Optional[str], typer.Option("--tokenizer", help="Tokenizer dir (openai backend: needed for scoring).")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Requests per forward batch (hf, vllm scoring).")]
 TrustOpt = Annotated[bool, typer.Option("--trust-remote-code", help="Allow model repos to run their own Python code.")]
-
-
-def backend_config(
-    *,
-    model: str = DEFAULT_MODEL,
-    backend: str | None = None,
-    dtype: str | None = None,
-    config: Path | None = None,
-    base_url: str | None = None,
-    api_key_env: str | None = None,
-    tokenizer: str | None = None,
-    batch_size: int | None = None,
-    trust_remote_code: bool = False,
-) -> HFConfig | VLLMConfig | OpenAIConfig:
-    """Config file values, overridden by the flags that were given. Local model names are resolved to a
-    checkpoint dir (embedded models and .gguf files are prepared on first use)."""
-    data: dict[str, Any] = dict(load_config_file(config).get("backend") or {}) if config else {}
-    flags = {
-        "kind": backend,
-        "dtype": dtype,
-        "base_url": base_url,
-        "api_key_env": api_key_env,
-        "tokenizer": tokenizer,
-        "batch_size": batch_size,
-        "trust_remote_code": trust_remote_code or None,
-    }
-    data.update({k: v for k, v in flags.items() if v is not None})
-    data.setdefault("model", model)
-    if data.get("kind", "hf") != "openai":
-        from evalsuite.models.prepare import resolve_model
-
-        data["model"] = str(resolve_model(str(data["model"])))
-    return parse_backend_config(data)
-
-
-def load_paraphraser(model: str, base_url: str | None, api_key_env: str | None) -> tuple[Any, Any]:
-    """An LLM paraphraser and the backend it holds (close it after): a served model through our OpenAI-compatible
-    backend (the same key policy, retries and reply checks as judges and evaluated models), else a local
-    checkpoint."""
-    from evalsuite.backends import load_backend
-    from evalsuite.perturbing import make_paraphraser
-
-    backend = load_backend(backend_config(model=model, backend="openai" if base_url else None, base_url=base_url,
-                                          api_key_env=api_key_env))
-    return make_paraphraser(f"{model}@{base_url}" if base_url else model, backend), backend
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from evalsuite.backends.config import backend_config
+from evalsuite.benchmarks.judge import make_judge
+from evalsuite.benchmarks.prepare import default_data_dir, prepared_or
 from evalsuite.cli import common
 from evalsuite.models import DEFAULT_MODEL
 
@@ -19,12 +22,6 @@ data_app = typer.Typer(help="Benchmark data: build the offline data folder.", no
 
 def _log(msg: str) -> None:
     console.print(escape(msg), soft_wrap=True)
-
-
-def default_data_dir() -> Path:
-    from evalsuite.paths import cache_dir
-
-    return cache_dir() / "data"
 
 
 @data_app.command("prepare")
@@ -52,25 +49,6 @@ JudgeKeyOpt = Annotated[Optional[str], typer.Option(
 JudgeTokensOpt = Annotated[int, typer.Option("--judge-max-new-tokens", help="Judgement length cap (FastChat: 2048).")]
 JudgeBackendOpt = Annotated[Optional[str], typer.Option(
     "--judge-backend", help="Backend for a local judge checkpoint: hf | vllm (default hf; openai when --judge-base-url is given).")]
-
-
-def make_judge(model: Optional[str], base_url: Optional[str], api_key_env: Optional[str], max_new_tokens: int,
-               backend: Optional[str] = None) -> Any:
-    """A served model when a URL is given, else a local checkpoint through our backend; None without a model."""
-    if model is None:
-        return None
-    from evalsuite.benchmarks.judge import Judge
-
-    cfg = common.backend_config(model=model, backend="openai" if base_url else backend, base_url=base_url,
-                                api_key_env=api_key_env)
-    return Judge(cfg, max_new_tokens=max_new_tokens)
-
-
-def prepared_or(data: Optional[str], fallback: Optional[str]) -> Optional[str]:
-    """`--data` if given, else the prepared folder when there is one, else `fallback` (a hub id)."""
-    if data is not None:
-        return data
-    return str(default_data_dir()) if (default_data_dir() / "evalsuite-data.json").is_file() else fallback
 
 
 def evaluate(
@@ -111,7 +89,7 @@ def evaluate(
     if prompt_format not in ("auto", "plain", "chat_template"):
         raise ConfigError(f"--prompt-format must be auto, plain or chat_template, not {prompt_format!r}")
     ensure_output_dir(out)  # before any work: an unwritable --out must not cost the evaluation
-    cfg = common.backend_config(model=model, backend=backend, dtype=dtype, config=config, base_url=base_url,
+    cfg = backend_config(model=model, backend=backend, dtype=dtype, config=config, base_url=base_url,
                                 api_key_env=api_key_env, tokenizer=tokenizer, batch_size=batch_size,
                                 trust_remote_code=trust_remote_code)
     data = prepared_or(data, None)

@@ -71,7 +71,9 @@ def generate(
                 requests.append(GenerationRequest(prompt=row.get("prompt"), messages=row.get("messages"), **settings))
         except ValueError as exc:  # the request's own checks: top_p in (0, 1], exactly one of prompt / messages
             raise ConfigError(f"request {n}: {exc}") from None
-    cfg = common.backend_config(
+    from evalsuite.backends.config import backend_config
+
+    cfg = backend_config(
         model=model, backend=backend, dtype=dtype, config=config, base_url=base_url, api_key_env=api_key_env,
         tokenizer=tokenizer, batch_size=batch_size, trust_remote_code=trust_remote_code,
     )

@@ -10,7 +10,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from evalsuite.cli import common
 
 console = Console()
 
@@ -32,7 +31,8 @@ def perturb(
         "--paraphrase-api-key-env", help="Env var holding the endpoint's API key (never stored).")] = None,
 ) -> None:
     """Perturbed variants of a benchmark's prompts; a rerun with the same arguments writes the same bytes."""
-    from evalsuite.cli.evaluate import prepared_or
+    from evalsuite.benchmarks.prepare import prepared_or
+    from evalsuite.perturbing import load_paraphraser
     from evalsuite.errors import ConfigError
     from evalsuite.perturbing import variant_rows, write_rows
 
@@ -47,7 +47,7 @@ def perturb(
     paraphraser = None
     try:
         if paraphrase_model is not None:
-            paraphraser, backend = common.load_paraphraser(paraphrase_model, paraphrase_base_url, paraphrase_api_key_env)
+            paraphraser, backend = load_paraphraser(paraphrase_model, paraphrase_base_url, paraphrase_api_key_env)
         rows = variant_rows(benchmark, kind, data=prepared_or(data, None), variants=variants, seed=seed,
                             severity=severity, limit=limit, paraphraser=paraphraser)
         skipped: Counter[str] = Counter()

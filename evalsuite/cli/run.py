@@ -39,48 +39,28 @@ def run(
     paraphrase_base_url: Annotated[Optional[str], typer.Option("--paraphrase-base-url", help="OpenAI-compatible endpoint.")] = None,
     paraphrase_api_key_env: Annotated[Optional[str], typer.Option("--paraphrase-api-key-env", help="Env var holding its API key.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML/JSON run file (backend:, run:, benchmark_options:, judge:, paraphrase:); flags override it.")] = None,
+    checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help="Only these checkpoints (names as found below --models, comma-separated).")] = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Only shard i of n (i/n): every n-th checkpoint found, from the i-th; each shard its own --out, then `evalsuite merge`.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: requests.sqlite, checkpoints/, results.*, run.json (default: reports/run).")] = Path("reports/run"),
     no_report: Annotated[bool, typer.Option("--no-report", help="Do not write the HTML report (OUT/report/index.html; `evalsuite report` writes it later).")] = False,
 ) -> None:
     """Evaluate every checkpoint below --models on every benchmark, clean and perturbed. Exit code 1 when a
     checkpoint or benchmark failed (each failure is recorded in run.json and the table), 2 for bad input."""
-    from evalsuite.cli import common
-    from evalsuite.cli.evaluate import make_judge, prepared_or
-    from evalsuite.errors import ConfigError
-    from evalsuite.run.config import judge_spec, load_run_file, paraphrase_spec, run_settings
-    from evalsuite.benchmarks.runner import build_benchmarks
-    from evalsuite.run.pipeline import preflight, run_models
+    from evalsuite.run.config import load_run_file
+    from evalsuite.run.discovery import Selection
+    from evalsuite.run.session import evaluation, settings_from
 
+    selection = Selection.parse(checkpoints, shard)
     file = load_run_file(config)
-    settings = run_settings(file, benchmarks=benchmarks, perturb=perturb, variants=variants, severity=severity, seed=seed,
-                            limit=limit, data=data, backend=backend, dtype=dtype, batch_size=batch_size,
-                            prompt_format=prompt_format, posix=posix)
-    settings.data = prepared_or(settings.data, None)
-    spec = judge_spec(file, model=judge_model, base_url=judge_base_url, api_key_env=judge_api_key_env,
-                      max_new_tokens=judge_max_new_tokens, backend=judge_backend)
-    rephrase = paraphrase_spec(file, model=paraphrase_model, base_url=paraphrase_base_url, api_key_env=paraphrase_api_key_env)
-    if rephrase and "rephrase" not in settings.kinds:
-        raise ConfigError("a paraphrase model applies to the rephrase kind, which this run does not include")
-    if not models.expanduser().is_dir():
-        raise ConfigError(f"--models {models} is not a folder")
-    judge = spec and make_judge(spec.model, spec.base_url, spec.api_key_env, spec.max_new_tokens, spec.backend)
-    paraphrase_backend = None
-    try:
-        if judge:  # a judge is loaded only when it first judges
-            for name in ("mtbench", "alpacaeval"):
-                if any(b.partition(":")[0] == name for b in settings.benchmarks):
-                    settings.options.setdefault(name, {})["judge"] = judge
-        build_benchmarks(settings.benchmarks, settings.options)  # every benchmark, option and judge checked
-        preflight(models, out)  # and the folders and the store, before a paraphraser model loads
-        if rephrase:
-            settings.paraphraser, paraphrase_backend = common.load_paraphraser(rephrase.model, rephrase.base_url,
-                                                                               rephrase.api_key_env)
-        with RunProgress() as tracker:
-            outcome = run_models(models, settings, out, tracker)
-    finally:
-        for held in (judge, paraphrase_backend):
-            if held is not None:
-                held.close()
+    settings = settings_from(file, benchmarks=benchmarks, perturb=perturb, variants=variants, severity=severity, seed=seed,
+                             limit=limit, data=data, backend=backend, dtype=dtype, batch_size=batch_size,
+                             prompt_format=prompt_format, posix=posix)
+    judge_flags = dict(model=judge_model, base_url=judge_base_url, api_key_env=judge_api_key_env,
+                       max_new_tokens=judge_max_new_tokens, backend=judge_backend)
+    paraphrase_flags = dict(model=paraphrase_model, base_url=paraphrase_base_url, api_key_env=paraphrase_api_key_env)
+    with evaluation(file, settings, models, out, selection, judge_flags=judge_flags,
+                    paraphrase_flags=paraphrase_flags) as evaluate, RunProgress() as tracker:
+        outcome = evaluate(tracker)
     console.print(summary_table(outcome.table, settings.kinds))
     console.print(f"[bold green]Run:[/bold green] {escape(str(out.resolve()))} (results.csv, results.parquet, run.json, "
                   "checkpoints/<name>/samples_*.jsonl, requests.sqlite)", soft_wrap=True)
@@ -89,7 +69,24 @@ def run(
     if outcome.failed:
         console.print(f"[bold red]{len(outcome.failed)} failed:[/bold red]", soft_wrap=True)
         for s in outcome.failed:
-            console.print(f"  {common.shown(s.checkpoint)} {s.task}: {common.shown(s.status)}", soft_wrap=True)
+            console.print(f"  {shown(s.checkpoint)} {s.task}: {shown(s.status)}", soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def merge(
+    shards: Annotated[list[Path], typer.Argument(help="The shards' run folders (each from `evalsuite run --shard i/n` or --checkpoints).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The merged run folder.")],
+    no_report: Annotated[bool, typer.Option("--no-report", help="Do not write OUT/report/index.html.")] = False,
+) -> None:
+    """Merge the run folders of one run split by checkpoint into one: tables, items, request stores, and the paired
+    tests against each grid's (0, 1) cell made on the merged items."""
+    from evalsuite.run.merge import merge_runs, read_record
+
+    table = merge_runs(shards, out, log=lambda m: console.print(escape(m), soft_wrap=True))
+    console.print(summary_table(table, read_record(out)["settings"]["kinds"]))
+    if not no_report:
+        write_report(out)
+    if (table[table.metric == "status"].status.str.startswith("failed")).any():
         raise typer.Exit(1)
 
 

@@ -197,4 +197,60 @@ def discover(root: Path) -> list[Checkpoint]:
         else:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and not d.startswith("checkpoint-"))
     found = attach_base_models(found)
-    return sorted(found, key=lambda c: ({"base": 0, "hf": 0, "sft": 1, "dpo": 2}.get(c.stage, 3), c.name))
+    return sorted(found, key=lambda c: discovery_rank(c.stage, c.name))
+
+
+def discovery_rank(stage: str, name: str) -> tuple[int, str]:
+    """Where a checkpoint comes in a run: base models, then SFT cells, then DPO cells, each by name."""
+    return {"base": 0, "hf": 0, "sft": 1, "dpo": 2}.get(stage, 3), name
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which of the checkpoints found a run evaluates: those named (`--checkpoints`), then shard `index` of `count`
+    (`--shard i/n`: every n-th checkpoint in discovery order, starting at the i-th), so that n runs started by
+    hand with the same folder cover every checkpoint exactly once."""
+
+    names: tuple[str, ...] | None = None
+    shard: tuple[int, int] | None = None  # (i, n), 1-based
+
+    @classmethod
+    def parse(cls, names: str | None, shard: str | None) -> "Selection":
+        from evalsuite.errors import ConfigError
+
+        chosen = tuple(n.strip().rstrip("/") for n in names.split(",") if n.strip()) if names is not None else None
+        if chosen == ():
+            raise ConfigError(f"--checkpoints {names!r} names no checkpoint")
+        if shard is None:
+            return cls(chosen, None)
+        i, _, n = shard.partition("/")
+        try:
+            index, count = int(i), int(n)
+        except ValueError:
+            index = count = 0
+        if not 1 <= index <= count:
+            raise ConfigError(f"--shard {shard}: expected i/n with 1 <= i <= n, e.g. 2/4")
+        return cls(chosen, (index, count))
+
+    def apply(self, found: Sequence[Checkpoint]) -> list[Checkpoint]:
+        from evalsuite.errors import ConfigError, did_you_mean
+
+        chosen = list(found)
+        if self.names is not None:
+            by_name = {c.name: c for c in found}
+            missing = [n for n in self.names if n not in by_name]
+            if missing:
+                raise ConfigError("--checkpoints: no checkpoint named "
+                                  + "; ".join(f"{n}{did_you_mean(n, list(by_name))}" for n in missing))
+            wanted = set(self.names)
+            chosen = [c for c in found if c.name in wanted]
+        if self.shard is not None:
+            index, count = self.shard
+            chosen = chosen[index - 1::count]
+        return chosen
+
+    def record(self) -> dict[str, Any] | None:
+        if self.names is None and self.shard is None:
+            return None
+        return {"checkpoints": list(self.names) if self.names is not None else None,
+                "shard": f"{self.shard[0]}/{self.shard[1]}" if self.shard else None}

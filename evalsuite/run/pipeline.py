@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from evalsuite.errors import ConfigError, EvalsuiteError
-from evalsuite.run.discovery import Checkpoint
+from evalsuite.run.discovery import Checkpoint, Selection
 from evalsuite.run.types import Condition, ItemResult, Log, RunSettings, Status, TaskInfo
 
 __all__ = ["Condition", "RunOutcome", "RunSettings", "Tracker", "posix_of", "run_models"]
@@ -243,29 +243,34 @@ def run_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def open_run(models: Path, out: Path) -> tuple[list[Checkpoint], Any]:
-    """The checkpoints to evaluate (at least one) and the run's request store, opened and its write access
-    checked: what a run needs before any data or model loads (call it holding the run's lock)."""
+def open_run(models: Path, out: Path, selection: Selection = Selection()) -> tuple[list[Checkpoint], Any]:
+    """The checkpoints to evaluate (at least one; those `selection` keeps) and the run's request store, opened and
+    its write access checked: what a run needs before any data or model loads (call it holding the run's lock)."""
     from evalsuite.run.discovery import discover
     from evalsuite.store import RequestStore
 
     found = discover(models)
     if not found:
         raise ConfigError(f"no checkpoint below {models} (folders with evalsuite.json or config.json)")
-    return found, RequestStore(out / "requests.sqlite")
+    chosen = selection.apply(found)
+    if not chosen:  # only a shard can select nothing (named checkpoints exist, or `apply` said which do not)
+        raise ConfigError(f"shard {(selection.record() or {}).get('shard')} holds none of the {len(found)} checkpoints "
+                          f"below {models}: use fewer shards")
+    return chosen, RequestStore(out / "requests.sqlite")
 
 
-def preflight(models: Path, out: Path) -> None:
+def preflight(models: Path, out: Path, selection: Selection = Selection()) -> None:
     """`run_models`' own first checks, for a caller about to load something costly first (an LLM paraphraser):
     the output folder, no other run in it, checkpoints to evaluate, a writable store."""
     from evalsuite.paths import ensure_output_dir
 
     ensure_output_dir(out)
     with run_lock(out):
-        open_run(models, out)
+        open_run(models, out, selection)
 
 
-def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | None = None) -> RunOutcome:
+def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | None = None,
+               selection: Selection = Selection()) -> RunOutcome:
     """Every checkpoint below `models` × every benchmark; the results table, `run.json` and per-checkpoint
     records in `out`. Raises (before any model loads) for anything the user must fix; failures of single
     checkpoints or benchmarks are recorded and the run goes on (see `RunOutcome.failed`)."""
@@ -275,9 +280,9 @@ def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | 
     track = track or Tracker()
     ensure_output_dir(out)
     with run_lock(out):
-        found, store = open_run(models, out)
+        found, store = open_run(models, out, selection)
         tasks = prepare_tasks(settings, track.log)
-        progress = Progress(out, models, settings, list(found), tasks)
+        progress = Progress(out, models, settings, list(found), tasks, selection=selection)
         for c in found:
             if c.problem:
                 track.log(f"failed: {c.name}: {c.problem}")
@@ -287,11 +292,14 @@ def run_models(models: Path, settings: RunSettings, out: Path, track: Tracker | 
         except BaseException:  # interrupted, or the store failed: the record says so, not "running"
             progress.write("stopped")
             raise
-        sig_rows, notes = significance_rows(by_checkpoint, progress.task_info, settings.seed)
-        for note in notes:
-            track.log(f"warning: {note.checkpoint} {note.task}: {note.status}")
-        progress.rows += sig_rows
-        progress.statuses += notes
+        if selection.record() is not None:  # a shard may lack its grid's (0, 1) cell: `evalsuite merge` tests
+            track.log("the paired tests against each grid's (0, 1) cell are made when the shards are merged")
+        else:
+            sig_rows, notes = significance_rows(by_checkpoint, progress.task_info, settings.seed)
+            for note in notes:
+                track.log(f"warning: {note.checkpoint} {note.task}: {note.status}")
+            progress.rows += sig_rows
+            progress.statuses += notes
         return RunOutcome(progress.write("finished"), progress.statuses)
 
 
@@ -305,6 +313,7 @@ class Progress:
     settings: RunSettings
     found: list[Checkpoint]  # as evaluated, once they are
     tasks: Sequence[Task] = ()
+    selection: Selection = Selection()
     rows: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
     started: float = field(default_factory=time.time)
@@ -343,7 +352,8 @@ class Progress:
         (self.out / ITEMS).mkdir(exist_ok=True)  # a run whose checkpoints all failed has an empty items table
         write_parquet(self.out / CHECKPOINTS, checkpoints_table(self.found))
         table = write_table(self.rows + status_rows(self.found, self.statuses, self.task_info), self.out)
-        write_run_record(self.out, self.models, self.settings, self.found, self.statuses, self.started, state)
+        write_run_record(self.out, self.models, self.settings.record(), self.found, self.statuses, self.started, state,
+                         self.selection.record())
         return table
 
 
@@ -375,8 +385,9 @@ def evaluate_all(good: Sequence[Checkpoint], tasks: Sequence[Task], settings: Ru
     return by_checkpoint
 
 
-def write_run_record(out: Path, models: Path, settings: RunSettings, found: Sequence[Checkpoint],
-                     statuses: Sequence[Status], started: float, state: str) -> None:
+def write_run_record(out: Path, models: Path, settings: dict[str, Any], found: Sequence[Checkpoint],
+                     statuses: Sequence[Status], started: float, state: str, selection: dict[str, Any] | None = None,
+                     merged_from: Sequence[str] | None = None) -> None:
     """`run.json`: what this run was asked to do and how each unit ended; rewritten with the table, so the two
     always describe the same run (`state`: running, finished, or stopped by an interruption or a failure of
     the store)."""
@@ -387,7 +398,8 @@ def write_run_record(out: Path, models: Path, settings: RunSettings, found: Sequ
     record = {
         "records_version": RECORDS_VERSION,
         "state": state,
-        "models": str(models), "settings": settings.record(),
+        "models": str(models), "settings": settings,
+        **({"selection": selection} if selection else {}), **({"merged_from": list(merged_from)} if merged_from else {}),
         "checkpoints": [{**c.info(), "path": str(c.path), "problem": c.problem} for c in found],
         "status": [{"checkpoint": s.checkpoint, "task": s.task, "condition": s.condition, "status": s.status}
                    for s in statuses],

@@ -236,7 +236,7 @@ def check_run(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def _frame(source: Path, types: Mapping[str, str], columns: Sequence[str] | None = None,
+def read_table(source: Path, types: Mapping[str, str], columns: Sequence[str] | None = None,
            filters: list[tuple[str, str, Any]] | None = None) -> "pd.DataFrame":
     """A table (a file, or a folder of part files) as a DataFrame with nullable integer and boolean columns
     (`variant` stays an integer with nulls for clean rows)."""
@@ -261,12 +261,12 @@ def read_items(run_dir: Path, columns: Sequence[str] | None = None, tasks: Seque
     size), some tasks, some checkpoints. Only the rows asked for are read."""
     check_run(run_dir)
     filters = [(k, "in", list(v)) for k, v in (("task", tasks), ("checkpoint", checkpoints)) if v is not None]
-    return _frame(Path(run_dir).expanduser() / ITEMS, ITEMS_TYPES, columns, filters)
+    return read_table(Path(run_dir).expanduser() / ITEMS, ITEMS_TYPES, columns, filters)
 
 
 def read_prompts(run_dir: Path, tasks: Sequence[str] | None = None) -> "pd.DataFrame":
     check_run(run_dir)
-    return _frame(Path(run_dir).expanduser() / PROMPTS, PROMPTS_TYPES,
+    return read_table(Path(run_dir).expanduser() / PROMPTS, PROMPTS_TYPES,
                   filters=[("task", "in", list(tasks))] if tasks is not None else None)
 
 
@@ -276,7 +276,7 @@ def read_run(run_dir: Path, *, item_columns: Sequence[str] | None = None) -> Run
     grid's responses take gigabytes, see `read_items` for loading them per task)."""
     run_dir = Path(run_dir).expanduser()
     record = check_run(run_dir)
-    return RunTables(results=_frame(run_dir / RESULTS, RESULTS_TYPES),
-                     items=_frame(run_dir / ITEMS, ITEMS_TYPES, item_columns),
-                     prompts=_frame(run_dir / PROMPTS, PROMPTS_TYPES),
-                     checkpoints=_frame(run_dir / CHECKPOINTS, CHECKPOINTS_TYPES), run=record, path=run_dir)
+    return RunTables(results=read_table(run_dir / RESULTS, RESULTS_TYPES),
+                     items=read_table(run_dir / ITEMS, ITEMS_TYPES, item_columns),
+                     prompts=read_table(run_dir / PROMPTS, PROMPTS_TYPES),
+                     checkpoints=read_table(run_dir / CHECKPOINTS, CHECKPOINTS_TYPES), run=record, path=run_dir)

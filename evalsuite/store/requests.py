@@ -59,6 +59,24 @@ class RequestStore(Database):
             db.executemany("INSERT OR IGNORE INTO requests (key, model, backend, kind, request, response, created) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)", [(*r, now) for r in rows])
 
+    def merge(self, shards: Sequence[Path]) -> int:
+        """Copy every request of the stores `shards` into this one (a key already here is kept, never doubled),
+        one transaction per shard; returns how many requests this store holds afterwards. One writer: the
+        process merging."""
+        import sqlite3
+        from contextlib import closing
+
+        for shard in shards:
+            try:
+                with closing(self._connect()) as db:
+                    db.execute("ATTACH DATABASE ? AS shard", (str(Path(shard).resolve()),))
+                    with db:
+                        db.execute("INSERT OR IGNORE INTO requests SELECT * FROM shard.requests")
+                    db.execute("DETACH DATABASE shard")
+            except sqlite3.DatabaseError as exc:
+                raise self._error(exc) from None
+        return self.count()
+
     def count(self) -> int:
         with self.read() as db:
             return int(db.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
