@@ -24,7 +24,6 @@ import math
 import os
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -127,8 +126,7 @@ def merge_runs(shards: Sequence[Path], out: Path, *, log: Any = lambda message: 
     paths = {c["checkpoint"]: (c.get("path") or "", c.get("problem")) for rec in records for c in rec["checkpoints"]}
     # a base model takes the base_model its SFT cells name (as discovery does): its own shard may have been made
     # before any cell existed (a study evaluates the base while the cells train)
-    found = [checkpoint_of(row, *paths.get(row["checkpoint"], ("", None))) for row, _, _ in placed]
-    found = attach_base_models([replace(c, base_model=None) if c.stage == "hf" else c for c in found])
+    found = attach_base_models([checkpoint_of(row, *paths.get(row["checkpoint"], ("", None))) for row, _, _ in placed])
     results = pd.concat([r for _, r, _ in tables], ignore_index=True)
     tasks = {r["task"]: TaskInfo(r["task"], r["benchmark"], r["score_metric"], r["scale"])
              for r in _records(results.drop_duplicates("task")) if r["benchmark"] is not None}
@@ -139,7 +137,7 @@ def merge_runs(shards: Sequence[Path], out: Path, *, log: Any = lambda message: 
         own = results[~results.metric.isin(SIGNIFICANCE_METRICS) & (results.metric != "status")]
         order = {c.name: i for i, c in enumerate(found)}
         own = own.assign(_o=own.checkpoint.map(order)).sort_values("_o", kind="stable").drop(columns="_o")
-        own = own.assign(base_model=own.checkpoint.map({c.name: c.base_model for c in found}))
+        own = own.assign(base_model=own.checkpoint.map({c.name: c.base_model for c in found}))  # as attached
         by_checkpoint = {}
         parts = []
         for position, (ckpt, (_, _, part)) in enumerate(zip(found, placed)):

@@ -140,6 +140,8 @@ class SFTSection(BaseModel):
     def _datasets(cls, value: list[Any]) -> list[dict[str, Any]]:
         specs = []
         for item in value:
+            if isinstance(item, dict) and "completion_split" in item:
+                raise ValueError("completion_split: give the splits as sft.completion_splits (each is its own grid)")
             spec = DatasetSpec.model_validate({"path": item} if isinstance(item, str) else item)
             specs.append({**spec.model_dump(exclude_unset=True), "path": absolute(spec.path)})
         return specs

@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Sequence
 
 from evalsuite.errors import ConfigError
 from evalsuite.study.config import StudyConfig
-from evalsuite.study.graph import STUDY_FILE, Study, Unit, build, state
+from evalsuite.study.graph import NAMES_FILE, STUDY_FILE, Study, Unit, build, load_names, names_of, state
 
 Log = Callable[[str], None]
 
@@ -66,7 +66,8 @@ def prepare(config: StudyConfig, out: Path | None) -> Study:
     if config.data is None and not config.eval.run.data:
         config = config.model_copy(deep=True)
         config.eval.run.data = prepared_or(None, None)
-    return build(config.folder(out), config)
+    folder = config.folder(out)
+    return build(folder, config, load_names(folder))
 
 
 def check_judge_key(study: Study, executor: str) -> None:
@@ -97,6 +98,7 @@ def run_study(study: Study, executor: str, *, redo_changed: bool = False, log: L
             raise ConfigError(f"{len(changed)} unit(s) were done with other settings ({', '.join(changed[:4])}"
                               f"{', ...' if len(changed) > 4 else ''}): re-run with --redo-changed to redo them with "
                               "this study file, or choose another --out")
+        write_json(study.folder / NAMES_FILE, {**load_names(study.folder), **names_of(study)})
         write_json(study.folder / STUDY_FILE, study.config.model_dump(mode="json"))
         todo = left(table)
         if not todo:

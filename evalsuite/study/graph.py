@@ -16,7 +16,9 @@ left work to resume (a training checkpoint, a request store), "running" while a 
 Folder layout of a study (everything a unit writes appears atomically: cells by one rename, tables by atomic
 writes, the done record last):
 
-    study.json  checkpoints/  data/  eval/<checkpoint>/  run/  report/  units/  logs/
+    study.json  names.json  checkpoints/  data/  eval/<checkpoint>/  run/  report/  units/  logs/
+
+(names.json keeps the folder names given to grids and base models, so a study that grows never renames them.)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from evalsuite.study.config import Resources, StudyConfig, slug
 from evalsuite.training.config import SFTRunConfig, cell_name
 
 STUDY_FILE = "study.json"
+NAMES_FILE = "names.json"  # the folder names given to grids and base models, kept as the study grows
 
 
 @dataclass(frozen=True)
@@ -93,26 +96,39 @@ def key_of(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def unique_names(named: list[tuple[str, Any]]) -> list[str]:
-    """Readable folder names; where two would be the same, each of them gets a short hash of what it is, so a name
-    never depends on the order of the study file's lists."""
-    counts: dict[str, int] = {}
-    for name, _ in named:
-        counts[name] = counts.get(name, 0) + 1
-    return [name if counts[name] == 1 else f"{name}-{key_of(what)[:6]}" for name, what in named]
+def unique_names(named: list[tuple[str, Any]], taken: dict[str, str]) -> list[str]:
+    """Readable folder names for (readable name, what it is). A name given before (`taken`, from the study folder's
+    names.json) is kept, so growing a study never renames what exists; a new one that would clash with another
+    gets a short hash of what it is, whatever the order of the study file's lists."""
+    keys = [key_of(what) for _, what in named]
+    new = [name for (name, _), k in zip(named, keys) if k not in taken]
+    used = set(taken.values())
+    return [taken[k] if k in taken else name if new.count(name) == 1 and name not in used else f"{name}-{k[:6]}"
+            for (name, _), k in zip(named, keys)]
 
 
-def grids_of(config: StudyConfig) -> list[Grid]:
-    """model × dataset × completion split, each with a readable, unique folder name."""
-    combos = [(model, dataset, split) for model in config.models for dataset in config.sft.datasets
-              for split in config.sft.completion_splits]
-    names = unique_names([(slug(f"{Path(m.rstrip('/')).name}_{Path(str(d['path']).rstrip('/')).name.split('.')[0]}"
-                                + ("" if split == "all" else f"-{split}")), (m, d, split)) for m, d, split in combos])
-    return [Grid(name, m, {**d, "completion_split": split}) for name, (m, d, split) in zip(names, combos)]
+def grids_of(config: StudyConfig, taken: dict[str, str]) -> list[Grid]:
+    """model × dataset × completion split (each once), each with a readable, unique folder name."""
+    combos = list(dict.fromkeys((model, json.dumps(dataset, sort_keys=True), split) for model in config.models
+                                for dataset in config.sft.datasets for split in config.sft.completion_splits))
+    named = [(slug(f"{Path(m.rstrip('/')).name}_{Path(str(json.loads(d)['path']).rstrip('/')).name.split('.')[0]}"
+                   + ("" if split == "all" else f"-{split}")), ("grid", m, d, split)) for m, d, split in combos]
+    return [Grid(name, m, {**json.loads(d), "completion_split": split})
+            for name, (m, d, split) in zip(unique_names(named, taken), combos)]
 
 
-def build(folder: Path, config: StudyConfig) -> Study:
-    """Every unit of the study, inputs first."""
+def names_of(study: "Study") -> dict[str, str]:
+    """The names this study gave (for names.json): grids and base models by what they are."""
+    names = {key_of(("grid", g.model, json.dumps({k: v for k, v in g.dataset.items() if k != "completion_split"},
+                                                 sort_keys=True), g.dataset["completion_split"])): g.id
+             for g in study.grids.values()}
+    names.update({key_of(("base", u.spec["model"])): u.spec["name"] for u in study.units if u.kind == "base"})
+    return names
+
+
+def build(folder: Path, config: StudyConfig, taken: dict[str, str] | None = None) -> Study:
+    """Every unit of the study, inputs first (`taken`: the names the study folder already gave, see names.json)."""
+    taken = dict(taken or {})
     res = config.resources
     units: list[Unit] = []
     data: tuple[str, ...] = ()
@@ -121,7 +137,7 @@ def build(folder: Path, config: StudyConfig) -> Study:
         data_key = key_of("data", config.data.bbh_source)
         units.append(Unit("data", "data", (), data_key, res.data))
         data = ("data",)
-    grids = grids_of(config)
+    grids = grids_of(config, taken)
     study = Study(folder, config, [], {g.id: g for g in grids})  # its units are set below, once all are made
     evals: list[Unit] = []
     eval_settings = config.eval.model_dump(mode="json")
@@ -132,7 +148,7 @@ def build(folder: Path, config: StudyConfig) -> Study:
 
     bases: dict[str, Unit] = {}
     models = list(dict.fromkeys(config.models))
-    for model, name in zip(models, unique_names([(slug(Path(m.rstrip("/")).name), m) for m in models])):
+    for model, name in zip(models, unique_names([(slug(Path(m.rstrip("/")).name), ("base", m)) for m in models], taken)):
         base = Unit(f"base/{name}", "base", (), key_of("base", model), res.base, {"model": model, "name": name})
         bases[model] = base
         units.append(base)
@@ -214,10 +230,19 @@ def state(study: Study, unit: Unit) -> str:
         return "partial" if record.get("failed") else "done"
     if is_running(study, unit):
         return "running"
-    changed = record is not None or last_attempt_key(study, unit) not in (None, unit.key)
+    last = last_attempt_key(study, unit)
+    # done or started with other settings; an interrupted redo (its last attempt had these settings) is partial
+    changed = last not in (None, unit.key) or (record is not None and last is None)
     if changed and unit.kind != "report":
         return "changed"
     return "partial" if started_work(study, unit) else "to do"
+
+
+def load_names(folder: Path) -> dict[str, str]:
+    try:
+        return json.loads((Path(folder) / NAMES_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def open_study(folder: Path) -> Study:
@@ -233,6 +258,6 @@ def open_study(folder: Path) -> Study:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{folder}/{STUDY_FILE} cannot be read: {exc}") from None
     try:
-        return build(folder, StudyConfig.model_validate(data))
+        return build(folder, StudyConfig.model_validate(data), load_names(folder))
     except ValidationError as exc:
         raise ConfigError(f"{folder}/{STUDY_FILE} is not a study this evalsuite reads: {exc.errors()[0]['msg']}") from None

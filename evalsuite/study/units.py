@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from evalsuite.study.graph import Study, Unit, open_study, state
+from evalsuite.study.graph import Study, Unit, done_record, open_study
 
 Log = Callable[[str], None]
 
@@ -60,7 +60,7 @@ def execute(folder: str, unit_id: str, *deps: Any) -> str:
     unit = study.unit(unit_id)
     log = lambda message: _print(f"[{unit.id}] {message}")  # noqa: E731
     with unit_lock(study, unit, log):
-        if state(study, unit) == "done":
+        if already_done(study, unit):
             log("already done")
             return unit_id
         started = time.time()
@@ -76,6 +76,15 @@ def execute(folder: str, unit_id: str, *deps: Any) -> str:
                                         **extra})
         log(f"done in {time.time() - started:.0f}s")
     return unit_id
+
+
+def already_done(study: Study, unit: Unit) -> bool:
+    """Done with these settings (an earlier attempt finished while this one waited). Read from the done record, not
+    `graph.state`, which would open the lock file again (on NFS, closing any handle drops the process's lock). The
+    report is rebuilt whenever it is run: the driver runs it only when one of its inputs was redone."""
+    record = done_record(study, unit)
+    return (unit.kind != "report" and record is not None and record.get("key") == unit.key
+            and not record.get("failed"))
 
 
 def attempts(study: Study, unit: Unit) -> int:
@@ -95,16 +104,25 @@ def launch(study: Study, unit: Unit, log: Log) -> dict[str, Any]:
     log(f"accelerate launch on {n} GPUs")
     # the launcher dies with this process (SIGTERM, on which torch's elastic agent stops the ranks): a retry of a
     # unit whose worker was killed never trains beside orphaned ranks of the attempt before
-    subprocess.run(command, check=True, preexec_fn=_die_with_parent)
+    subprocess.run(command, check=True, preexec_fn=die_with_parent())
     return {"processes": n}
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> Callable[[], None]:
+    """What the child runs before exec: PR_SET_PDEATHSIG (Linux). libc is loaded here, in the parent: a forked child
+    of a threaded process should call, not load."""
     import ctypes
     import signal
 
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def child() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the call took effect
+            os._exit(1)
+
+    return child
 
 
 # --- the runners, one per kind -----------------------------------------------------------------------------
@@ -157,12 +175,14 @@ def run_dpo(study: Study, unit: Unit, log: Log) -> dict[str, Any]:
 
 def run_eval(study: Study, unit: Unit, log: Log) -> dict[str, Any]:
     """One checkpoint, every benchmark and condition, into its own run folder and request store (a shard)."""
+    from evalsuite.run.config import run_settings
     from evalsuite.run.discovery import Selection
     from evalsuite.run.pipeline import Tracker
-    from evalsuite.run.session import evaluation, settings_from
+    from evalsuite.run.session import evaluation
 
+    # the data the driver fixed in study.json (never this machine's own prepared folder)
     data = study.data_folder()
-    settings = settings_from(study.config.eval, data=str(data) if data else None)
+    settings = run_settings(study.config.eval, data=str(data) if data else None)
     shard = study.shard(unit)
     with evaluation(study.config.eval, settings, study.checkpoints, shard,
                     Selection(names=(unit.spec["checkpoint"],))) as evaluate:

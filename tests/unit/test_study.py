@@ -129,6 +129,18 @@ def test_unit_names_are_unique_and_do_not_depend_on_the_order_of_the_file(inputs
         assert len({u.id for u in plan.units}) == len(plan.units) == 2 * 14 + 1
         ids.append({u.id: u.spec.get("model") for u in plan.units if u.kind == "base"})
     assert ids[0] == ids[1] and all(i.startswith("base/tiny-") for i in ids[0])
+    # a study that had one of them keeps its names when the other joins: nothing is renamed, nothing retrained
+    from evalsuite.study.graph import build, names_of
+
+    data["models"] = [str(tmp_path / "a" / "tiny")]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    first = prepare(load_study(tmp_path / "s.yaml"), tmp_path / "x")
+    data["models"] = [str(tmp_path / "b" / "tiny"), str(tmp_path / "a" / "tiny")]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(data))
+    grown = build(tmp_path / "x", load_study(tmp_path / "s.yaml"), names_of(first))
+    assert {u.id for u in first.units} - {"report"} < {u.id for u in grown.units}
+    assert {g for g in grown.grids if g != "tiny_sft"} and all(g.startswith("tiny_sft-") for g in grown.grids
+                                                                if g != "tiny_sft")
 
 
 def test_local_study_resumes_after_its_driver_is_killed_and_tests_against_0_1_after_the_merge(local_study):
@@ -290,7 +302,16 @@ def test_a_study_grows_without_redoing_anything(inputs, local_study, tmp_path):
     data, never "changed"); nothing else is redone. A changed training setting is refused until --redo-changed.
     (Last in this file: it grows the module's local study, which the tests above compare against.)"""
     folder = local_study
+    # an evaluation that recorded a failed benchmark (say its judge was down) is retried, and the report rebuilt
+    record = folder / "units" / "eval__tiny_sft__sft__lp1_lr1.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "failed": 1}))
     before = done_units(folder)
+    retry = study("-c", str(study_file(inputs, tmp_path / "study.yaml")), "-o", str(folder))
+    assert retry.returncode == 0 and f"2 of {UNITS} units to run" in retry.stdout, retry.stdout[-2000:]
+    after = done_units(folder)
+    assert {u for u in after if after[u] != before[u]} == {"eval/tiny_sft/sft/lp1_lr1", "report"}
+    assert not json.loads(record.read_text()).get("failed")
+    before = after
     config = study_file(inputs, tmp_path / "study.yaml")
     data = yaml.safe_load(config.read_text())
     data["sft"]["cells"] = "0:1,0.5:1,1:1,0.2:1"
