@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import sqlite3
@@ -227,6 +228,10 @@ def test_bad_study_files_fail_in_one_line_before_anything_runs(inputs, tmp_path)
         assert "\n" not in str(error.value), name
     proc = study("-c", str(study_file(inputs, tmp_path / "s.yaml")), "-o", str(tmp_path / "x"), "--executor", "sge")
     assert proc.returncode == 2 and "unknown executor 'sge'" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    if shutil.which("sbatch") is None:  # no SLURM here: said, rather than every job quietly run on this machine
+        proc = study("-c", str(study_file(inputs, tmp_path / "s.yaml")), "-o", str(tmp_path / "x"), "--executor", "slurm")
+        assert proc.returncode == 2 and "no sbatch on PATH" in proc.stderr
+    assert not (tmp_path / "x").exists()  # nothing written
 
 
 def test_states_from_the_records_a_unit_leaves(inputs, tmp_path):

@@ -38,6 +38,15 @@ class SlurmExecutor:
 
     @classmethod
     def of(cls, section: SlurmSection) -> "SlurmExecutor":
+        """Checked before anything is written: without `slurm.cluster`, SLURM itself must be here (submitit would
+        otherwise quietly run every job on this machine)."""
+        import shutil
+
+        from evalsuite.errors import ConfigError
+
+        if section.cluster is None and shutil.which("sbatch") is None:
+            raise ConfigError("the slurm executor finds no SLURM here (no sbatch on PATH): run it on a login node, or "
+                              "set slurm.cluster: local in the study file to run the jobs on this machine")
         return cls(section)
 
     def parameters(self, unit: Unit, cluster: str) -> dict[str, Any]:
