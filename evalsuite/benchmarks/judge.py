@@ -147,5 +147,5 @@ def make_judge(model: str | None, base_url: str | None, api_key_env: str | None,
     from evalsuite.backends.config import backend_config
 
     cfg = backend_config(model=model, backend="openai" if base_url else backend, base_url=base_url,
-                                api_key_env=api_key_env)
+                         api_key_env=api_key_env)
     return Judge(cfg, max_new_tokens=max_new_tokens)

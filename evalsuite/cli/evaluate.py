@@ -90,8 +90,8 @@ def evaluate(
         raise ConfigError(f"--prompt-format must be auto, plain or chat_template, not {prompt_format!r}")
     ensure_output_dir(out)  # before any work: an unwritable --out must not cost the evaluation
     cfg = backend_config(model=model, backend=backend, dtype=dtype, config=config, base_url=base_url,
-                                api_key_env=api_key_env, tokenizer=tokenizer, batch_size=batch_size,
-                                trust_remote_code=trust_remote_code)
+                         api_key_env=api_key_env, tokenizer=tokenizer, batch_size=batch_size,
+                         trust_remote_code=trust_remote_code)
     data = prepared_or(data, None)
     options: dict = {"mmlu": {"num_fewshot": num_fewshot}, "bbh": {}, "ifeval": {}, "mtbench": {}, "alpacaeval": {}}
     specs = [s.strip() for s in benchmarks.split(",") if s.strip()]

@@ -80,10 +80,11 @@ def merge(
 ) -> None:
     """Merge the run folders of one run split by checkpoint into one: tables, items, request stores, and the paired
     tests against each grid's (0, 1) cell made on the merged items."""
-    from evalsuite.run.merge import merge_runs, read_record
+    from evalsuite.run.merge import merge_runs
+    from evalsuite.run.records import check_run
 
     table = merge_runs(shards, out, log=lambda m: console.print(escape(m), soft_wrap=True))
-    console.print(summary_table(table, read_record(out)["settings"]["kinds"]))
+    console.print(summary_table(table, check_run(out)["settings"]["kinds"]))
     if not no_report:
         write_report(out)
     if (table[table.metric == "status"].status.str.startswith("failed")).any():

@@ -41,8 +41,7 @@ def study(
         raise typer.BadParameter("--config is required (or use `evalsuite study status DIR`)", param_hint="--config")
     from evalsuite.study.config import load_study
     from evalsuite.study.driver import prepare, rows, run_study
-
-    from evalsuite.study.driver import record_of
+    from evalsuite.study.graph import done_record
 
     plan = prepare(load_study(config), out)
     if dry_run:
@@ -55,8 +54,10 @@ def study(
     table = rows(plan)
     console.print(status_table(plan, table))
     failed = {u: o for u, o in outcome.items() if o != "ok"}
-    failed.update({r.unit.id: f"{record_of(plan, r.unit)['failed']} benchmark(s) failed (in the report; a re-run "
-                              "retries them)" for r in table if r.state == "partial" and record_of(plan, r.unit).get("failed")})
+    for row in table:
+        record = done_record(plan, row.unit) or {}
+        if row.state == "partial" and record.get("failed"):
+            failed[row.unit.id] = f"{record['failed']} benchmark(s) failed (in the report; a re-run retries them)"
     for unit, why in failed.items():
         console.print(f"[bold red]{escape(unit)}[/bold red]: {shown(why)}", soft_wrap=True)
     index = plan.folder / "report" / "index.html"
@@ -77,7 +78,8 @@ def status(folder: Annotated[Path, typer.Argument(help="A study folder.")]) -> N
 
 
 def status_table(plan, table) -> Table:
-    from evalsuite.study.driver import record_of, resources_text, summary
+    from evalsuite.study.driver import resources_text, summary
+    from evalsuite.study.graph import done_record
 
     out = Table("kind", "state", "resources", title=f"{plan.folder} ({summary(table)})")
     out.columns.insert(0, __import__("rich.table", fromlist=["Column"]).Column("unit", overflow="fold", min_width=24))
@@ -85,7 +87,7 @@ def status_table(plan, table) -> Table:
     colour = {"done": "green", "running": "cyan", "partial": "yellow", "changed": "magenta", "to do": "white"}
     for row in table:
         note = ""
-        record = record_of(plan, row.unit)
+        record = done_record(plan, row.unit) or {}
         if record.get("key") == row.unit.key:
             note = f"{record.get('seconds', 0):.0f}s on {record.get('host', '?')}"
             if record.get("attempts", 1) > 1:

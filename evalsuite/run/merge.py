@@ -19,7 +19,6 @@ shards: anything else is refused before anything is written.
 from __future__ import annotations
 
 import calendar
-import json
 import math
 import os
 import shutil
@@ -194,6 +193,3 @@ def _link(src: str, dst: str) -> None:
     except OSError:
         shutil.copy2(src, dst)
 
-
-def read_record(run_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / "run.json").read_text())

@@ -4,7 +4,6 @@ the table `--dry-run` and `study status` print."""
 from __future__ import annotations
 
 import fcntl
-import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,9 +119,3 @@ def summary(table: Sequence[Row]) -> str:
         counts[r.state] = counts.get(r.state, 0) + 1
     return ", ".join(f"{n} {s}" for s, n in counts.items())
 
-
-def record_of(study: Study, unit: Unit) -> dict:
-    try:
-        return json.loads(study.record(unit).read_text())
-    except (OSError, ValueError):
-        return {}

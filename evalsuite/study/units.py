@@ -189,7 +189,8 @@ def run_eval(study: Study, unit: Unit, log: Log) -> dict[str, Any]:
         outcome = evaluate(Tracker(log=log))
     for s in outcome.failed:
         log(f"{s.task}: {s.status}")
-    # a failed benchmark is recorded in the shard's tables (the report shows it); the unit is done
+    # a failed benchmark is in the shard's tables (the report shows it); the record's count makes the unit partial,
+    # so the next run asks again what its store lacks
     return {"failed": len(outcome.failed)}
 
 

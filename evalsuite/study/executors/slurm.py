@@ -73,6 +73,7 @@ class SlurmExecutor:
         cluster = executor.cluster
         log(f"submitit: {cluster} executor, jobs' logs in {study.folder / 'logs' / 'submitit'}")
         waiting = list(units)
+        planned = {u.id for u in units}  # an input outside the plan was done before it
         running: dict[str, Any] = {}
         attempts: dict[str, int] = {}
         outcome: dict[str, str] = {}
@@ -89,7 +90,7 @@ class SlurmExecutor:
                 if (failed := blocked_by(unit, outcome)) is not None:
                     outcome[unit.id] = f"skipped: {failed} failed"
                     waiting.remove(unit)
-                elif all(outcome.get(d, "ok" if d not in {u.id for u in units} else None) == "ok" for d in unit.deps):
+                elif all(outcome.get(d) == "ok" for d in unit.deps if d in planned):
                     waiting.remove(unit)
                     submit(unit)
             finished = [uid for uid, job in running.items() if job.done()]
