@@ -47,29 +47,40 @@ class Backend(ABC):
 
     # ---- scoring ----------------------------------------------------------------------------
     @abstractmethod
-    def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False) -> list[TokenScores]:
-        """Per-token log-probs of each continuation after its context (already truncated to fit)."""
+    def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False,
+                  on_result: OnResult | None = None) -> list[TokenScores]:
+        """Per-token log-probs of each continuation after its context (already truncated to fit); `on_result`
+        as for `generate`."""
 
-    def loglikelihood(
-        self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False
-    ) -> list[LoglikelihoodResult]:
+    def loglikelihood(self, requests: Sequence[LoglikelihoodRequest], *, progress: bool = False,
+                      on_result: OnResult | None = None) -> list[LoglikelihoodResult]:
         tok = self._require_tokenizer("loglikelihood")
         pairs = [encode_pair(tok, r.context, r.continuation, self.config.add_bos_token) for r in requests]
-        scores = self._score_fitted(pairs, progress)
-        return [LoglikelihoodResult(s.total, s.is_greedy, len(s.logprobs), s.truncated_tokens) for s in scores]
 
-    def score(self, requests: Sequence[ScoreRequest], *, progress: bool = False) -> list[TokenScores]:
+        def result(s: TokenScores) -> LoglikelihoodResult:
+            return LoglikelihoodResult(s.total, s.is_greedy, len(s.logprobs), s.truncated_tokens)
+
+        report = None if on_result is None else (lambda i, s: on_result(i, result(s)))
+        return [result(s) for s in self._score_fitted(pairs, progress, report)]
+
+    def score(self, requests: Sequence[ScoreRequest], *, progress: bool = False,
+              on_result: OnResult | None = None) -> list[TokenScores]:
         tok = self._require_tokenizer("score")
         pairs = [
             (context_ids(tok, r.prompt, self.config.add_bos_token), list(r.response_token_ids)) for r in requests
         ]
-        return self._score_fitted(pairs, progress)
+        return self._score_fitted(pairs, progress, on_result)
 
-    def _score_fitted(self, pairs: Sequence[TokenPair], progress: bool) -> list[TokenScores]:
+    def _score_fitted(self, pairs: Sequence[TokenPair], progress: bool,
+                      on_result: OnResult | None = None) -> list[TokenScores]:
         """`score_ids` on the pairs cut to the context window, each result saying how many context tokens it lost."""
         fitted = [self._fit(p) for p in pairs]
-        scores = self.score_ids(fitted, progress=progress)
-        return [replace(s, truncated_tokens=len(p[0]) - len(f[0])) for s, p, f in zip(scores, pairs, fitted)]
+
+        def cut(i: int, s: TokenScores) -> TokenScores:
+            return replace(s, truncated_tokens=len(pairs[i][0]) - len(fitted[i][0]))
+
+        report = None if on_result is None else (lambda i, s: on_result(i, cut(i, s)))
+        return [cut(i, s) for i, s in enumerate(self.score_ids(fitted, progress=progress, on_result=report))]
 
     # ---- helpers shared by subclasses -------------------------------------------------------
     def prompt_text(self, request: GenerationRequest) -> str:

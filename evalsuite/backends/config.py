@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from evalsuite.configfile import load_config_file, validation_problems
 from evalsuite.errors import ConfigError
@@ -45,12 +45,30 @@ class HFConfig(_BackendConfigBase):
 
 class VLLMConfig(_BackendConfigBase):
     kind: Literal["vllm"] = "vllm"
-    adapter: str | None = None
+    adapter: str | None = None  # peft LoRA adapter dir served on `model` (the base weights)
+    # Multi-LoRA: several adapters of one base served by one engine, each request tagged with its adapter.
+    enable_lora: bool | None = None  # None: on when an adapter is served
+    max_loras: int = Field(4, ge=1)  # adapters in one engine step
+    max_cpu_loras: int | None = Field(None, ge=1)  # adapters kept loaded (None: vLLM's default, max_loras)
     max_lora_rank: int = 64
+    tensor_parallel_size: int = Field(1, ge=1)
+    enable_prefix_caching: bool | None = None  # None: vLLM's default (on in its V1 engine)
     kv_cache_space_gb: float = Field(2.0, gt=0)  # CPU only (VLLM_CPU_KVCACHE_SPACE)
     gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
     enforce_eager: bool | None = None  # None: eager on CPU, CUDA graphs on GPU
     seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _max_model_len(cls, data: Any) -> Any:
+        """`max_model_len` (vLLM's name) is `max_length`: the engine's window and the truncation window."""
+        if isinstance(data, dict) and "max_model_len" in data:
+            data = dict(data)
+            value = data.pop("max_model_len")
+            if data.get("max_length") not in (None, value):
+                raise ValueError("max_model_len and max_length are the same setting: give one")
+            data["max_length"] = value
+        return data
 
 
 class OpenAIConfig(_BackendConfigBase):

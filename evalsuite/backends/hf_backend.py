@@ -142,7 +142,8 @@ class HFBackend(Backend):
         return Generation(text, row, finish)
 
     # ---- scoring ----------------------------------------------------------------------------
-    def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False) -> list[TokenScores]:
+    def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False,
+                  on_result: OnResult | None = None) -> list[TokenScores]:
         rows = plan_rows(pairs)
         min_prefix = self.config.prefix_min_tokens if self.config.prefix_min_tokens and self._shares_prefixes else 0
         vocab = int(self.model.config.get_text_config().vocab_size)
@@ -164,7 +165,12 @@ class HFBackend(Backend):
                     for r, logprobs in zip(batch, self._row_logprobs([rows[r] for r in batch], group.prefix_len, past)):
                         for p in rows[r].pairs:
                             results[p] = token_scores(logprobs, pairs[p][1])
+                            if on_result is not None:
+                                on_result(p, results[p])
                     bar.update()
+        if on_result is not None:  # empty continuations are in no row
+            for p in (p for p, (_, cont) in enumerate(pairs) if not cont):
+                on_result(p, results[p])
         return results
 
     def _encode_prefix(self, prefix: Sequence[int]) -> Any:

@@ -346,9 +346,10 @@ class OpenAIBackend(Backend):
         return ids_of_text(tok, ids, text)
 
     # ---- scoring ----------------------------------------------------------------------------
-    def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False) -> list[TokenScores]:
+    def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False,
+                  on_result: OnResult | None = None) -> list[TokenScores]:
         self._require_tokenizer("scoring")
-        return self._map(self._score_one, pairs, progress, "score")
+        return self._map(self._score_one, pairs, progress, "score", on_result)
 
     def _score_one(self, pair: TokenPair) -> TokenScores:
         context, cont = pair

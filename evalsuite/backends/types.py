@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 Message = dict[str, str]  # {"role": "user" | "assistant" | "system", "content": "..."}
 FinishReason = Literal["stop", "length"]
@@ -51,7 +51,7 @@ class Generation:
     truncated_tokens: int = 0
 
 
-OnResult = Callable[[int, Generation], None]  # (request index, its answer), as soon as it is known
+OnResult = Callable[[int, Any], None]  # (request index, its answer), as soon as it is known
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ console = Console()
 
 
 def run(
-    models: Annotated[Path, typer.Option("--models", help="Folder searched for checkpoints (evalsuite.json or config.json); symbolic links are followed.")],
+    models: Annotated[Path, typer.Option("--models", help="Folder searched for checkpoints (evalsuite.json, config.json or a peft adapter_config.json); symbolic links are followed.")],
     benchmarks: Annotated[Optional[str], typer.Option("--benchmarks", help="Comma-separated benchmark specs (default: mmlu,bbh,ifeval).")] = None,
     perturb: Annotated[Optional[str], typer.Option("--perturb", help="Perturbation kinds, comma-separated, from typo, rephrase, format, template; '' for clean only (default: typo,rephrase,format).")] = None,
     variants: Annotated[Optional[int], typer.Option("--variants", help="Variants per item and kind (default: 2).")] = None,

@@ -64,3 +64,34 @@ def _check_safetensors_headers(path: Path, files: list[str]) -> None:
                 fh.keys()
         except Exception as exc:  # safetensors raises its own error types for every corruption
             raise CheckpointError(f"corrupt weights file {path / name}: {first_line(exc)}") from None
+
+
+def is_adapter_only(path: Path) -> bool:
+    """A LoRA cell kept as its adapter: peft's adapter files and no weights of its own."""
+    return (path / "adapter_config.json").is_file() and not (path / "config.json").is_file()
+
+
+def adapter_base(path: str | Path) -> Path:
+    """The base checkpoint an adapter-only checkpoint applies to (peft's `base_model_name_or_path`, relative to the
+    adapter when relative), both checked; a one-line CheckpointError says what is wrong."""
+    path = Path(path).expanduser()
+    config = path / "adapter_config.json"
+    try:
+        base = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise CheckpointError(f"corrupt {config}: {first_line(exc)}") from None
+    if not base:
+        raise CheckpointError(f"{config} names no base model (base_model_name_or_path)")
+    found = (path / base).resolve() if not Path(base).expanduser().is_absolute() else Path(base).expanduser()
+    if not found.is_dir():
+        raise CheckpointError(f"the base model of adapter {path} is not here: {found} (the adapter was trained on it; "
+                              "keep the base where it was or edit base_model_name_or_path)")
+    weights = [n.name for n in path.iterdir() if n.name.startswith("adapter_model")]
+    if not weights:
+        raise CheckpointError(f"{path} has an adapter_config.json but no adapter weights")
+    safetensors = [n for n in weights if n.endswith(".safetensors")]
+    if not safetensors:
+        raise CheckpointError(f"{path} has only pickle adapter weights (.bin), which can run code when loaded; "
+                              "convert them to safetensors")
+    _check_safetensors_headers(path, safetensors)
+    return check_checkpoint_dir(found)

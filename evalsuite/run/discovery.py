@@ -1,6 +1,6 @@
-"""Checkpoints below a folder: every directory with an evalsuite manifest or a Hugging Face config (a base
-model included). A checkpoint's own subfolders are not searched; hidden folders (cells being trained) and
-trainer `checkpoint-N` folders are skipped. Each one is checked cheaply (config, manifest, safetensors
+"""Checkpoints below a folder: every directory with an evalsuite manifest, a Hugging Face config or a peft
+adapter (a base model included; an adapter alone is evaluated on the base it names). A checkpoint's own
+subfolders are not searched; hidden folders (cells being trained) and trainer `checkpoint-N` folders are skipped. Each one is checked cheaply (config, manifest, safetensors
 headers) so a corrupt checkpoint is reported before anything is loaded, and recorded as failed.
 
 Each checkpoint also carries its lineage from the manifests: the experiment (grid) it belongs to, its parent,
@@ -45,6 +45,11 @@ class Checkpoint:
     dataset_fingerprint: str | None = None
     metrics: TrainingMetrics = field(default_factory=TrainingMetrics)
     fingerprint: str | None = None  # the request store's identity of the weights, once evaluated
+    adapter_of: Path | None = None  # an adapter-only checkpoint (a LoRA cell kept as its adapter): its base weights
+
+    def weights(self) -> tuple[Path, Path | None]:
+        """(the weights a backend loads, the adapter it applies to them)."""
+        return (self.adapter_of, self.path) if self.adapter_of is not None else (self.path, None)
 
     @property
     def grid(self) -> tuple[str, ...]:
@@ -64,7 +69,7 @@ class Checkpoint:
 def inspect(root: Path, path: Path) -> Checkpoint:
     from evalsuite.errors import EvalsuiteError
     from evalsuite.manifest import read_manifest
-    from evalsuite.models.checkpoint import check_checkpoint_dir
+    from evalsuite.models.checkpoint import adapter_base, check_checkpoint_dir, is_adapter_only
 
     name = str(path.relative_to(root)) if path != root else "."
     try:
@@ -73,6 +78,8 @@ def inspect(root: Path, path: Path) -> Checkpoint:
         return Checkpoint(name, path, "hf", None, None, f"unreadable evalsuite.json: {str(exc).splitlines()[0]}")
     found = Checkpoint(name, path, "hf", None, None) if manifest is None else from_manifest(name, path, manifest)
     try:
+        if is_adapter_only(path):
+            return replace(found, adapter_of=adapter_base(path))
         check_checkpoint_dir(path)
     except EvalsuiteError as exc:
         return replace(found, problem=str(exc))
@@ -191,7 +198,7 @@ def discover(root: Path) -> list[Checkpoint]:
             dirnames[:] = []
             continue
         seen.add(real)
-        if "evalsuite.json" in filenames or "config.json" in filenames:
+        if "evalsuite.json" in filenames or "config.json" in filenames or "adapter_config.json" in filenames:
             dirnames[:] = []
             found.append(inspect(root, Path(dirpath)))
         else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -173,31 +173,45 @@ def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any
     return conditions, statuses
 
 
-def evaluate_checkpoint(ckpt: Checkpoint, tasks: Sequence[Task], settings: RunSettings, store: Any, out: Path,
-                        track: Tracker) -> tuple[list[Condition], list[Status], Checkpoint]:
-    """Every task on one checkpoint, its model loaded once. A task that fails is recorded and the next one runs;
-    a checkpoint that cannot be loaded fails all of its tasks. Returns the checkpoint as evaluated too (its
-    prompt format, its weights' identity in the store)."""
-    from evalsuite.backends import load_backend
+def checkpoint_backend(ckpt: Checkpoint, settings: RunSettings, log: Log) -> tuple[Any, Any]:
+    """How the checkpoint is prompted and the backend config that answers as it (an adapter-only checkpoint: its
+    base weights + the adapter)."""
     from evalsuite.backends.config import parse_backend_config
-    from evalsuite.backends.stored import StoredBackend
-    from evalsuite.benchmarks.prompting import Prompter
     from evalsuite.benchmarks.runner import checkpoint_prompting
+
+    how = checkpoint_prompting(ckpt.path, settings.prompt_format, settings.backend.get("add_bos_token"), log)
+    weights, adapter = ckpt.weights()
+    data = {**settings.backend, "model": str(weights), "add_bos_token": how.add_bos_token}
+    if adapter is not None:
+        if data.get("kind", "hf") not in ("hf", "vllm"):
+            raise EvalsuiteError(f"{ckpt.name} is a LoRA adapter: evaluate it with the hf or vllm backend")
+        data["adapter"] = str(adapter)
+    return how, parse_backend_config(data)
+
+
+def evaluate_checkpoint(ckpt: Checkpoint, tasks: Sequence[Task], settings: RunSettings, store: Any, out: Path,
+                        track: Tracker, engines: Any = None, shares: bool = False
+                        ) -> tuple[list[Condition], list[Status], Checkpoint]:
+    """Every task on one checkpoint, its model loaded once (or served by the run's shared multi-LoRA engine,
+    `shares`). A task that fails is recorded and the next one runs; a checkpoint that cannot be loaded fails all
+    of its tasks. Returns the checkpoint as evaluated too (its prompt format, its weights' identity in the store)."""
+    from evalsuite.benchmarks.prompting import Prompter
     from evalsuite.manifest import library_versions
+    from evalsuite.run.engines import Engines
     from evalsuite.store import StoreError
 
-    explicit_bos = settings.backend.get("add_bos_token")
-    how = checkpoint_prompting(ckpt.path, settings.prompt_format, explicit_bos, track.log)
-    cfg = parse_backend_config({**settings.backend, "model": str(ckpt.path), "add_bos_token": how.add_bos_token})
+    how, cfg = checkpoint_backend(ckpt, settings, track.log)
     conditions: list[Condition] = []
     statuses: list[Status] = []
-    with load_backend(cfg) as engine:
-        backend = StoredBackend(engine, store)
+    pool = engines or Engines(track.log)
+    with (nullcontext() if engines else pool), pool.backend(cfg, store, shares) as backend:
         ckpt = replace(ckpt, prompt_format=how.prompt_format, fingerprint=backend.model)
         prompter = Prompter(how.prompt_format, backend.tokenizer)  # type: ignore[arg-type]
         base_config = {"model": str(ckpt.path), "checkpoint": ckpt.info(), "backend": cfg.model_dump(mode="json"),
                        "prompt_format": how.prompt_format, "model_identity": backend.model,
                        "versions": library_versions()}
+        if getattr(backend, "scorer_config", None) is not None:
+            base_config["scoring_backend"] = backend.scorer_config.model_dump(mode="json")
         for task in tasks:
             try:
                 done, skipped = evaluate_task(task, settings, backend, prompter, out / "checkpoints" / ckpt.name,
@@ -364,24 +378,36 @@ def evaluate_all(good: Sequence[Checkpoint], tasks: Sequence[Task], settings: Ru
     its clean conditions without texts (a full grid's answers would not fit in memory)."""
     from evalsuite.store import StoreError
 
+    from evalsuite.run.engines import Engines, engine_groups
+
     by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]] = {}
     track.start(len(good))
+    configs = []
     for ckpt in good:
-        track.log(f"{ckpt.name} ({ckpt.stage}{'' if ckpt.cell is None else f', cell {ckpt.cell}'})")
-        track.checkpoint(ckpt.name, len(tasks) * (1 + len(settings.kinds)))
         try:
-            conditions, done, ckpt = evaluate_checkpoint(ckpt, tasks, settings, store, progress.out, track)
-        except StoreError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - e.g. weights that fail to load: recorded, the others go on
-            track.log(f"failed: {ckpt.name}: {reason(exc)}")
-            conditions, done = [], [Status(ckpt.name, t.name, "all", f"failed: {reason(exc)}") for t in tasks]
-        finally:
-            track.checkpoint_done()
-        progress.statuses += done
-        progress.add(ckpt, conditions)
-        by_checkpoint[ckpt.name] = (ckpt, [c.without_texts() for c in conditions if c.condition == "clean"])
-        progress.write("running")
+            configs.append(checkpoint_backend(ckpt, settings, lambda message: None)[1])
+        except Exception:  # noqa: BLE001 - reported when the checkpoint itself is evaluated
+            configs.append(None)
+    order, shares = engine_groups(configs)
+    with Engines(track.log) as engines:
+        for i in order:
+            ckpt = good[i]
+            track.log(f"{ckpt.name} ({ckpt.stage}{'' if ckpt.cell is None else f', cell {ckpt.cell}'})")
+            track.checkpoint(ckpt.name, len(tasks) * (1 + len(settings.kinds)))
+            try:
+                conditions, done, ckpt = evaluate_checkpoint(ckpt, tasks, settings, store, progress.out, track,
+                                                             engines, shares[i])
+            except StoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - e.g. weights that fail to load: recorded, the others go on
+                track.log(f"failed: {ckpt.name}: {reason(exc)}")
+                conditions, done = [], [Status(ckpt.name, t.name, "all", f"failed: {reason(exc)}") for t in tasks]
+            finally:
+                track.checkpoint_done()
+            progress.statuses += done
+            progress.add(ckpt, conditions)
+            by_checkpoint[ckpt.name] = (ckpt, [c.without_texts() for c in conditions if c.condition == "clean"])
+            progress.write("running")
     return by_checkpoint
 
 

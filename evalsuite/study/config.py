@@ -210,6 +210,17 @@ class StudyConfig(_Strict):
     def dpo_config(self) -> DPORunConfig | None:
         return None if self.dpo is None else DPORunConfig.model_validate(self.dpo)
 
+    def adapter_stages(self) -> tuple[str, ...]:
+        """The stages whose cells are LoRA adapters kept alone (`lora.merged: false`) and that the evaluation's
+        vLLM backend serves from one multi-LoRA engine: their cells are evaluated as one unit per grid."""
+        backend = self.eval.backend or {}
+        if backend.get("kind") != "vllm" or backend.get("enable_lora") is False:
+            return ()
+        sft_lora = SFTRunConfig.model_validate(self.sft.settings()).lora
+        dpo = self.dpo_config()
+        stages = ("sft",) if sft_lora is not None and not sft_lora.merged else ()
+        return stages + (("dpo",) if stages and dpo is not None and dpo.lora is not None and not dpo.lora.merged else ())
+
 
 def slug(text: str) -> str:
     """A folder-name-safe form of a name (letters, digits, `.`, `_`, `-`)."""

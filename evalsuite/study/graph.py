@@ -6,6 +6,8 @@
     dpo/<grid>/<cell>         DPO on that cell     -> checkpoints/<grid>/dpo/<cell>
     eval/<checkpoint>         one checkpoint on every benchmark and condition -> eval/<checkpoint>/ (a run folder
                               with its own request store: one writer per SQLite file, wherever it runs)
+    eval/<grid>/adapters      instead, when a grid's cells are LoRA adapters kept alone and the evaluation runs on
+                              vLLM: all of them on one multi-LoRA engine (one engine start, not one per cell)
     report                    the shards merged into run/, and the report in report/
 
 A unit's key is a hash of everything that decides its output (its settings and its inputs' keys). When a unit
@@ -78,7 +80,7 @@ class Study:
         return self.checkpoints / grid
 
     def shard(self, unit: Unit) -> Path:
-        return self.folder / "eval" / slug(unit.spec["checkpoint"].replace("/", "__"))
+        return self.folder / "eval" / slug(unit.id.removeprefix("eval/").replace("/", "__"))
 
     def record(self, unit: Unit, suffix: str = ".json") -> Path:
         return self.folder / "units" / f"{slug(unit.id.replace('/', '__'))}{suffix}"
@@ -144,7 +146,16 @@ def build(folder: Path, config: StudyConfig, taken: dict[str, str] | None = None
 
     def evaluate(checkpoint: str, producer: Unit) -> None:
         evals.append(Unit(f"eval/{checkpoint}", "eval", (producer.id, *data),
-                          key_of("eval", eval_settings, producer.key, data_key), res.eval, {"checkpoint": checkpoint}))
+                          key_of("eval", eval_settings, producer.key, data_key), res.eval, {"checkpoints": [checkpoint]}))
+
+    shared_stages = config.adapter_stages()
+
+    def evaluate_together(grid: str, cells: list[tuple[str, Unit]]) -> None:
+        """A grid's adapter cells on one multi-LoRA engine: one unit, which waits for all of them."""
+        if cells:
+            evals.append(Unit(f"eval/{grid}/adapters", "eval", (*(u.id for _, u in cells), *data),
+                              key_of("eval", eval_settings, [u.key for _, u in cells], data_key), res.eval,
+                              {"checkpoints": [c for c, _ in cells]}))
 
     bases: dict[str, Unit] = {}
     models = list(dict.fromkeys(config.models))
@@ -155,19 +166,23 @@ def build(folder: Path, config: StudyConfig, taken: dict[str, str] | None = None
         evaluate(f"base/{name}", base)
     dpo = config.dpo_config()
     for grid in grids:
+        adapters: list[tuple[str, Unit]] = []
         for cell in config.sft.cells:
             sft_settings = study.sft_config(grid, cell).model_dump(mode="json", exclude={"output_dir"})
             sft = Unit(f"sft/{grid.id}/{cell_name(*cell)}", "sft", (bases[grid.model].id,),
                        key_of("sft", sft_settings, bases[grid.model].key), res.sft,
                        {"grid": grid.id, "cell": list(cell)})
             units.append(sft)
-            evaluate(f"{grid.id}/sft/{cell_name(*cell)}", sft)
+            name = f"{grid.id}/sft/{cell_name(*cell)}"
+            adapters.append((name, sft)) if "sft" in shared_stages else evaluate(name, sft)
             if dpo is not None:
                 unit = Unit(f"dpo/{grid.id}/{cell_name(*cell)}", "dpo", (sft.id,),
                             key_of("dpo", dpo.model_dump(mode="json", exclude={"output_dir"}), sft.key), res.dpo,
                             {"grid": grid.id, "cell": list(cell)})
                 units.append(unit)
-                evaluate(f"{grid.id}/dpo/{cell_name(*cell)}", unit)
+                name = f"{grid.id}/dpo/{cell_name(*cell)}"
+                adapters.append((name, unit)) if "dpo" in shared_stages else evaluate(name, unit)
+        evaluate_together(grid.id, adapters)
     units += evals
     units.append(Unit("report", "report", tuple(u.id for u in evals), key_of("report", [u.key for u in evals]),
                       res.report))

@@ -185,7 +185,7 @@ def run_eval(study: Study, unit: Unit, log: Log) -> dict[str, Any]:
     settings = run_settings(study.config.eval, data=str(data) if data else None)
     shard = study.shard(unit)
     with evaluation(study.config.eval, settings, study.checkpoints, shard,
-                    Selection(names=(unit.spec["checkpoint"],))) as evaluate:
+                    Selection(names=tuple(unit.spec["checkpoints"]))) as evaluate:
         outcome = evaluate(Tracker(log=log))
     for s in outcome.failed:
         log(f"{s.task}: {s.status}")

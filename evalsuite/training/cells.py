@@ -198,6 +198,7 @@ class CellPlan:
     # (trainer, its train() output, wall seconds over all attempts) -> the manifest
     build_manifest: Callable[[Any, Any, float], CheckpointManifest]
     training_args: dict[str, Any]  # the stage's Trainer arguments (the process group's settings come from them)
+    merged: bool = True  # LoRA: also save the merged weights (False: the cell is the adapter alone)
 
 
 def run_cell(plan: CellPlan, *, force: bool, retrain_changed: bool, log: Log) -> CellResult:
@@ -245,7 +246,7 @@ def _train_and_publish(trainer: Any, plan: CellPlan, resume: Path | None, wall: 
     if final.exists() and trainer.accelerator.is_main_process:
         shutil.rmtree(final)
     trainer.accelerator.wait_for_everyone()
-    _save_final(trainer, final, lora=plan.lora)
+    _save_final(trainer, final, lora=plan.lora, merged=plan.merged)
     built = None
     if trainer.accelerator.is_main_process:
         plan.tokenizer.save_pretrained(str(final))
@@ -262,15 +263,33 @@ def _train_and_publish(trainer: Any, plan: CellPlan, resume: Path | None, wall: 
     return CellResult(dirs.out, False, built or read_manifest(dirs.out))
 
 
-def _save_final(trainer: Any, final: Path, lora: bool) -> None:
+def _save_final(trainer: Any, final: Path, lora: bool, merged: bool = True) -> None:
     if not lora:
         trainer.save_model(str(final))
+        return
+    if not merged:  # the cell is the adapter itself
+        trainer.save_model(str(final))
+        if trainer.accelerator.is_main_process:
+            _adapter_only(final)
         return
     # LoRA: keep the adapter, and save merged weights so every backend (vLLM included) loads the cell as is.
     trainer.save_model(str(final / "adapter"))
     if trainer.accelerator.is_main_process:
+        shutil.rmtree(final / "adapter" / "ref", ignore_errors=True)  # DPO's frozen reference copy
         merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
         merged.save_pretrained(str(final), safe_serialization=True)
+
+
+def _adapter_only(folder: Path) -> None:
+    """The saved adapter as a cell: DPO's frozen reference copy (peft saves it as a second adapter) is dropped, and
+    the base is named by its absolute path, so the cell is found from any working directory."""
+    shutil.rmtree(folder / "ref", ignore_errors=True)
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    base = config.get("base_model_name_or_path")
+    if base and Path(base).expanduser().is_dir():
+        config["base_model_name_or_path"] = str(Path(base).expanduser().resolve())
+        config_path.write_text(json.dumps(config, indent=2))
 
 
 def _write_log_csv(history: list[dict[str, Any]], path: Path) -> None:

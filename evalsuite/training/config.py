@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import (
+    model_serializer,
     BaseModel,
     ConfigDict,
     Field,
@@ -59,6 +60,17 @@ class LoraSpec(BaseModel):
     alpha: int = Field(default=32, ge=1)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
+    # Keep a merged copy of the weights beside the adapter (every tool loads the cell as is). False: the cell is
+    # the adapter alone (MBs, not a model's size), evaluated as base + adapter, and a vLLM run serves all of a
+    # grid's adapters from one engine.
+    merged: bool = True
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("merged") is True:  # the default is left out: cells trained before it keep their run keys
+            data.pop("merged")
+        return data
 
 
 def _lambda(value: float, name: str) -> float:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from evalsuite.errors import ConfigError
 from evalsuite.manifest import CheckpointManifest, read_manifest
-from evalsuite.models.checkpoint import CHECKPOINT_FILE_SUFFIXES, check_checkpoint_dir
+from evalsuite.models.checkpoint import CHECKPOINT_FILE_SUFFIXES, adapter_base, check_checkpoint_dir, is_adapter_only
 from evalsuite.paths import fingerprint_dir
 from evalsuite.training.config import LoraSpec, Precision, check_training_fields
 from evalsuite.training.data import DEMO_INSTRUCTIONS, DatasetSpec, adds_bos
@@ -90,7 +90,7 @@ class DPORunConfig(BaseModel):
 
 def sft_parent(cell: Path) -> CheckpointManifest:
     """The manifest of an SFT cell DPO starts from; a clear error for anything else."""
-    check_checkpoint_dir(cell)
+    adapter_base(cell) if is_adapter_only(cell) else check_checkpoint_dir(cell)
     manifest = read_manifest(cell)
     if manifest is None:
         raise ConfigError(f"{cell} has no evalsuite.json: DPO starts from SFT cells trained by `evalsuite train`")
@@ -133,6 +133,7 @@ def train_dpo_cell(
     key = run_key({**config.model_dump(mode="json", exclude={"output_dir"}), "parent_fingerprint": parent_fp,
                    "data_fingerprint": data.fingerprint})
     dtype, autocast = torch_dtype_and_autocast(config.precision)
+    continues_adapter = config.lora is not None and is_adapter_only(sft_cell)
 
     def trainer(callbacks: list[Any]) -> EvalsuiteDPOTrainer:
         args = DPOConfig(
@@ -141,13 +142,16 @@ def train_dpo_cell(
             gradient_accumulation_steps=gradient_accumulation(config),
             **{**device_defaults(), **config.training_args()},
         )
-        model = load_model(sft_cell, dtype, config.trust_remote_code)
-        # Reference = the SFT cell: a frozen copy, or (LoRA) the same weights with the adapter disabled. With
+        # Reference = the SFT cell: a frozen copy, or (LoRA) the same weights with the new adapter disabled. An SFT
+        # cell kept as its adapter is trained further as that adapter: TRL then keeps a frozen copy of it ("ref")
+        # as the reference, so the reference is the SFT cell there too, never the bare base model. With
         # precomputed reference log-probs TRL scores the data with the untrained policy first, so no copy is kept.
+        model = load_model(sft_cell, dtype, config.trust_remote_code, "train" if continues_adapter else "merge")
         keep_ref = config.lora is None and not config.precompute_ref_log_probs
         ref = load_model(sft_cell, dtype, config.trust_remote_code) if keep_ref else None
         return EvalsuiteDPOTrainer(model, ref_model=ref, args=args, train_dataset=data.to_dataset(),
-                                   processing_class=tokenizer, peft_config=lora_config(config.lora), callbacks=callbacks)
+                                   processing_class=tokenizer, callbacks=callbacks,
+                                   peft_config=None if continues_adapter else lora_config(config.lora))
 
     def manifest(trainer: Any, result: Any, elapsed: float) -> CheckpointManifest:
         logged = [h for h in trainer.state.log_history if "rewards/margins" in h]
@@ -162,6 +166,7 @@ def train_dpo_cell(
             hyperparameters={"beta": config.beta, "seed": config.seed, "precision": config.precision,
                              "global_batch_size": config.global_batch_size, "max_length": config.max_length,
                              "lora": config.lora.model_dump() if config.lora else None,
+                             "lora_continues_sft_adapter": continues_adapter,
                              "precompute_ref_log_probs": config.precompute_ref_log_probs, "run_key": key,
                              "trainer": trainer_settings(trainer.args)},
             metrics={**run_metrics(trainer, result, elapsed), "reward_accuracy": last.get("rewards/accuracies"),
@@ -170,7 +175,8 @@ def train_dpo_cell(
         )
 
     return run_cell(CellPlan(dirs, key, tokenizer, config.lora is not None, f"DPO on {len(data.examples)} pairs",
-                             trainer, manifest, config.training_args()),
+                             trainer, manifest, config.training_args(),
+                             merged=config.lora is None or config.lora.merged),
                     force=force, retrain_changed=retrain_changed, log=log)
 
 

@@ -58,11 +58,25 @@ def torch_dtype_and_autocast(precision: str) -> tuple[torch.dtype, bool]:
 DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
 
 
-def load_model(path: Path, dtype: torch.dtype, trust_remote_code: bool):
+def load_model(path: Path, dtype: torch.dtype, trust_remote_code: bool, adapter: str = "merge"):
+    """A checkpoint's model in the training dtype. An adapter-only cell is its base with the adapter merged in
+    (`adapter="merge"`) or kept as a trainable peft adapter (`"train"`)."""
     from transformers import AutoModelForCausalLM
 
+    from evalsuite.models.checkpoint import adapter_base, is_adapter_only
+
+    weights = adapter_base(path) if is_adapter_only(path) else path
     # Load in the training dtype directly: casting after load would also round the RoPE buffers.
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(str(weights), dtype=dtype, trust_remote_code=trust_remote_code)
+    if weights == path:
+        return model
+    if adapter == "merge":
+        from evalsuite.models.merge import merge_adapter
+
+        return merge_adapter(model, path)
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(path), is_trainable=True)
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False):
@@ -140,7 +154,7 @@ def train_cell(
 
     summary = f"training {len(data.examples)} examples, {config.global_batch_size} per step"
     return run_cell(CellPlan(dirs, key, tokenizer, config.lora is not None, summary, trainer, manifest,
-                             config.training_args()),
+                             config.training_args(), merged=config.lora is None or config.lora.merged),
                     force=force, retrain_changed=retrain_changed, log=log)
 
 

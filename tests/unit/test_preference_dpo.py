@@ -282,3 +282,40 @@ def test_dpo_config_defaults_and_overrides():
     for bad, msg in [("training.beta=0.2", "use beta"), ("beta=0", "beta"), ("training.lr=1", "lr")]:
         with pytest.raises(ConfigError, match=msg):
             load_run_config(DPORunConfig, None, [bad])
+
+
+def test_adapter_only_cells_dpo_reference_is_the_sft_adapter(tiny_model_dir, tmp_path):
+    """LoRA cells kept as adapters (`lora.merged: false`): the SFT cell is its adapter alone (found by discovery with
+    its base), and DPO trains that adapter further against a frozen copy of it. The reference is therefore the SFT
+    cell, not the base model: at the first step, before any update, policy and reference agree, so TRL's logged
+    rewards are exactly 0; were the reference the base (adapter disabled) they would not be."""
+    from safetensors.torch import load_file
+
+    from evalsuite.run.discovery import discover
+    from evalsuite.training.config import LoraSpec, load_sft_config
+    from evalsuite.training.dpo import train_dpo_cell
+    from evalsuite.training.sft import load_model, train_cell
+
+    rows = [{"prompt": p["prompt"], "response": p["chosen"]} for p in _even_odd(8)]
+    sft = train_cell(load_sft_config(None, [
+        f"model={tiny_model_dir}", f"dataset.path={write_jsonl(tmp_path / 's.jsonl', rows)}", f"output_dir={tmp_path}",
+        "global_batch_size=4", "training.per_device_train_batch_size=4", "training.max_steps=2", "precision=fp32",
+        "training.learning_rate=0.05", "lora.r=4", "lora.merged=false"])).path
+    assert (sft / "adapter_config.json").is_file() and not (sft / "config.json").exists()
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    base = load_model(tiny_model_dir, torch.float32, False).eval()
+    with torch.no_grad():
+        assert not torch.allclose(load_model(sft, torch.float32, False).eval()(ids).logits, base(ids).logits, atol=1e-3)
+    dpo = train_dpo_cell(_dpo_config(tmp_path, tmp_path / "dpo", lora=LoraSpec(r=4, merged=False),
+                                     training={"logging_steps": 1}), sft)
+    assert dpo.manifest.hyperparameters["lora_continues_sft_adapter"] is True
+    assert (dpo.path / "adapter_config.json").is_file() and not (dpo.path / "ref").exists()
+    log = pd.read_csv(dpo.path / "train_log.csv").dropna(subset=["loss"])
+    assert log["rewards/chosen"].iloc[0] == pytest.approx(0, abs=1e-6)
+    assert log["rewards/rejected"].iloc[0] == pytest.approx(0, abs=1e-6)
+    assert log["rewards/margins"].iloc[-1] != pytest.approx(0, abs=1e-6)  # and the adapter did train
+    a, b = load_file(sft / "adapter_model.safetensors"), load_file(dpo.path / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    found = {c.name: c for c in discover(tmp_path)}
+    assert {found[n].adapter_of for n in ("sft/lp0_lr1", "dpo/dpo/lp0_lr1")} == {tiny_model_dir.resolve()}
+    assert found["dpo/dpo/lp0_lr1"].problem is None and found["dpo/dpo/lp0_lr1"].stage == "dpo"

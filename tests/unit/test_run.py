@@ -358,3 +358,25 @@ def test_template_kind_asks_each_checkpoint_in_its_other_format(models, data, tm
     table = outcome.table
     assert set(table[(table.condition == "template") & (table.metric == "agreement")].checkpoint) == {
         "base", "sft/lp0_lr1", "sft/lp1_lr1"}
+
+
+def test_adapters_of_one_base_and_the_base_share_one_engine_in_evaluation_order():
+    """Under vLLM the adapters of one base, and that base itself, are evaluated one after the other on one
+    engine; a full checkpoint, an hf backend or `enable_lora: false` keeps its own engine."""
+    from evalsuite.backends.config import HFConfig, VLLMConfig
+    from evalsuite.run.engines import engine_groups, shared_engine_config
+
+    v = dict(kind="vllm", dtype="float32")
+    configs = [VLLMConfig(model="/m/base", **v),  # the base: joins its adapters' engine
+               VLLMConfig(model="/m/full_cell", **v),  # full weights: its own engine
+               VLLMConfig(model="/m/base", adapter="/c/a", **v, add_bos_token=True),
+               VLLMConfig(model="/m/other", adapter="/c/x", **v),
+               VLLMConfig(model="/m/base", adapter="/c/b", **v),
+               HFConfig(model="/m/base", adapter="/c/h"),
+               VLLMConfig(model="/m/base", adapter="/c/n", enable_lora=False, **v),
+               None]  # a checkpoint whose config could not be made: evaluated (and failed) on its own
+    order, shares = engine_groups(configs)
+    assert order == [0, 2, 4, 1, 3, 5, 6, 7]
+    assert shares == [True, False, True, True, True, False, False, False]
+    assert shared_engine_config(configs[2]) == shared_engine_config(configs[4]) == shared_engine_config(configs[0])
+    assert shared_engine_config(configs[2]).enable_lora and shared_engine_config(configs[2]).adapter is None

@@ -47,6 +47,42 @@ def test_answers_are_stored_once_and_reused(tiny_model_dir, tmp_path):
     assert kinds == ["generate", "loglikelihood", "score"]
 
 
+def test_the_engine_gets_every_miss_at_once_and_answers_are_committed_as_they_come(tiny_model_dir, tmp_path):
+    """The commit size is not the engine batch: one call hands the backend all 12 misses (so an engine with
+    continuous batching has work queued), while the store commits every 5 answers as they arrive; a failure
+    after 7 answers keeps those 7 (and a re-run asks only for the other 5)."""
+    store = RequestStore(tmp_path / "store.sqlite")
+    calls, committed = [], []
+    with load_backend(HFConfig(model=str(tiny_model_dir), dtype="float32", batch_size=2)) as engine:
+        real = engine.generate
+
+        def recorded(requests, *, progress=False, on_result=None):
+            calls.append(len(requests))
+
+            def seen(i, answer):
+                committed.append(store.count())  # what the store holds when each answer arrives
+                on_result(i, answer)
+                if fail and len(committed) == 7:
+                    raise RuntimeError("engine died")
+            return real(requests, progress=progress, on_result=seen)
+
+        engine.generate = recorded
+        fail = True
+        with pytest.raises(RuntimeError, match="engine died"):
+            StoredBackend(engine, store, commit_every=5).generate(_requests())
+        assert calls == [12] and committed == [0, 0, 0, 0, 0, 5, 5] and store.count() == 7
+        fail, calls[:] = False, []
+        stored = StoredBackend(engine, store, commit_every=5)
+        out = stored.generate(_requests())
+        assert calls == [5] and stored.answered == 5 and store.count() == 12
+        engine.generate = real
+        assert out == engine.generate(_requests())
+        limited = StoredBackend(engine, RequestStore(tmp_path / "other.sqlite"), commit_every=5, engine_batch=4)
+        engine.generate = recorded
+        calls[:] = []
+        assert limited.generate(_requests()) == out and calls == [4, 4, 4]
+
+
 def test_moved_checkpoint_keeps_its_answers_and_other_weights_do_not(tiny_model_dir, tmp_path):
     from tests.conftest import build_tiny_model
 
@@ -73,15 +109,16 @@ from evalsuite.backends.stored import StoredBackend
 from evalsuite.store import RequestStore
 model, db, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 reqs = [GenerationRequest(prompt=f"Item {i}: the quick brown fox", max_new_tokens=24) for i in range(n)]
-with load_backend(HFConfig(model=model, dtype="float32", batch_size=2)) as engine:
-    out = StoredBackend(engine, RequestStore(db), commit_every=2).generate(reqs)
+with load_backend(HFConfig(model=model, dtype="float32", batch_size=4)) as engine:
+    out = StoredBackend(engine, RequestStore(db), commit_every=2).generate(reqs)  # one call of 16, commits of 2
 print("DONE", [g.text for g in out])
 """
 
 
-def test_sigkill_loses_at_most_the_batch_in_flight(tiny_model_dir, tmp_path):
-    """A real process SIGKILLed while answering: the store stays consistent, nothing committed is lost or
-    duplicated, and the re-run answers only the rest and ends with the uninterrupted run's answers."""
+def test_sigkill_during_a_large_batch_loses_at_most_the_uncommitted_part(tiny_model_dir, tmp_path):
+    """A real process SIGKILLed while answering one large call (16 requests, batches of 4, commits of 2): the
+    store stays consistent, at most the uncommitted part is lost, nothing committed is lost or duplicated, and
+    the re-run answers only the rest and ends with the uninterrupted run's answers."""
     import time
 
     db = tmp_path / "killed.sqlite"

@@ -277,6 +277,11 @@ def test_shipped_configs_build_the_papers_graph():
             assert kinds.count("eval") == 70 * grids + kinds.count("base")
             assert set(plan.config.eval.run.benchmarks) >= {"mmlu:generative", "bbh", "ifeval", "mtbench", "alpacaeval"}
             assert plan.config.eval.judge is not None and plan.config.eval.judge.api_key_env
+        if path.name == "gpu_check.yaml":  # LoRA cells kept as adapters, evaluated by vLLM: one unit per grid
+            evals = [u for u in plan.units if u.kind == "eval"]
+            assert [u.id for u in evals] == ["eval/base/smollm2-135m-instruct", f"eval/{plan.units[2].spec['grid']}/adapters"]
+            assert len(evals[1].spec["checkpoints"]) == 6 and set(evals[1].deps) >= {u.id for u in plan.units
+                                                                                      if u.kind in ("sft", "dpo")}
         assert kinds[-1] == "report" and len(set(u.id for u in plan.units)) == len(kinds)
         seen: set[str] = set()
         for unit in plan.units:  # every unit after its inputs
