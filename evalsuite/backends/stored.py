@@ -36,7 +36,7 @@ from evalsuite.store import RequestStore, StoreError, canonical, model_identity,
 # files' content is part of the model identity, `evalsuite.store.identity`.)
 NOT_IDENTITY = {"model", "tokenizer", "batch_size", "concurrency", "timeout_s", "max_retries", "backoff_s",
                 "retry_deadline_s", "kv_cache_space_gb", "gpu_memory_utilization", "enforce_eager", "api_key_env",
-                "prefix_min_tokens", "enable_lora", "max_loras", "max_cpu_loras", "max_lora_rank",
+                "prefix_min_tokens", "enable_lora", "max_loras", "max_cpu_loras", "max_lora_rank", "lora_swap",
                 "tensor_parallel_size", "enable_prefix_caching"}
 COMMIT_EVERY = {"generate": 64, "loglikelihood": 512, "score": 512}  # answers per commit
 

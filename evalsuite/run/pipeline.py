@@ -210,8 +210,10 @@ def evaluate_checkpoint(ckpt: Checkpoint, tasks: Sequence[Task], settings: RunSe
         base_config = {"model": str(ckpt.path), "checkpoint": ckpt.info(), "backend": cfg.model_dump(mode="json"),
                        "prompt_format": how.prompt_format, "model_identity": backend.model,
                        "versions": library_versions()}
-        if getattr(backend, "scorer_config", None) is not None:
-            base_config["scoring_backend"] = backend.scorer_config.model_dump(mode="json")
+        shared = getattr(backend.backend, "engine", None)  # a view of a shared engine
+        if shared is not None:
+            base_config["served_by"] = {"engine_weights": str(shared.checkpoint),
+                                        "adapter": "weights swapped in place" if shared.swaps else "multi-LoRA"}
         for task in tasks:
             try:
                 done, skipped = evaluate_task(task, settings, backend, prompter, out / "checkpoints" / ckpt.name,
@@ -375,10 +377,10 @@ def evaluate_all(good: Sequence[Checkpoint], tasks: Sequence[Task], settings: Ru
                  progress: Progress, track: Tracker) -> dict[str, tuple[Checkpoint, list[Condition]]]:
     """Each checkpoint in turn, its rows, items and statuses added to `progress`, which is written after each one
     (a long run has partial results). Returned: what the significance tests at the end need of each checkpoint,
-    its clean conditions without texts (a full grid's answers would not fit in memory)."""
-    from evalsuite.store import StoreError
-
+    its clean conditions without texts (a full grid's answers would not fit in memory). Checkpoints that share an
+    engine (a base and its LoRA adapters under vLLM) are evaluated one after the other on it."""
     from evalsuite.run.engines import Engines, engine_groups
+    from evalsuite.store import StoreError
 
     by_checkpoint: dict[str, tuple[Checkpoint, list[Condition]]] = {}
     track.start(len(good))
@@ -389,7 +391,7 @@ def evaluate_all(good: Sequence[Checkpoint], tasks: Sequence[Task], settings: Ru
         except Exception:  # noqa: BLE001 - reported when the checkpoint itself is evaluated
             configs.append(None)
     order, shares = engine_groups(configs)
-    with Engines(track.log) as engines:
+    with Engines(track.log, [c.adapter for c in configs if getattr(c, "adapter", None)]) as engines:
         for i in order:
             ckpt = good[i]
             track.log(f"{ckpt.name} ({ckpt.stage}{'' if ckpt.cell is None else f', cell {ckpt.cell}'})")
