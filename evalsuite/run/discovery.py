@@ -1,7 +1,8 @@
 """Checkpoints below a folder: every directory with an evalsuite manifest, a Hugging Face config or a peft
 adapter (a base model included; an adapter alone is evaluated on the base it names). A checkpoint's own
-subfolders are not searched; hidden folders (cells being trained) and trainer `checkpoint-N` folders are skipped. Each one is checked cheaply (config, manifest, safetensors
-headers) so a corrupt checkpoint is reported before anything is loaded, and recorded as failed.
+subfolders are not searched; hidden folders (cells being trained) and trainer `checkpoint-N` folders are
+skipped. Each one is checked cheaply (config, manifest, safetensors headers) so a corrupt checkpoint is
+reported before anything is loaded, and recorded as failed.
 
 Each checkpoint also carries its lineage from the manifests: the experiment (grid) it belongs to, its parent,
 base model, training data and training metrics, so that two grids gathered under one folder never mix."""

@@ -20,7 +20,7 @@ __all__ = ["Engines", "engine_groups"]
 
 
 def shared_engine_config(cfg: Any) -> VLLMConfig | None:
-    """The multi-LoRA engine a checkpoint's backend config can be answered by (None: it needs its own engine)."""
+    """The shared engine a checkpoint's backend config can be answered by (None: it needs its own engine)."""
     if not isinstance(cfg, VLLMConfig) or cfg.enable_lora is False:
         return None
     # The engine serves the base weights; an adapter and the prompt rules (BOS) belong to each request.
@@ -44,12 +44,11 @@ def engine_groups(configs: Sequence[Any]) -> tuple[list[int], list[bool]]:
 
 @dataclass
 class Engines:
-    """Opens the backend of each checkpoint in turn (`backend(cfg, store)`), keeping a shared multi-LoRA engine
-    open while consecutive checkpoints use it. Use as a context manager: the last engine closes at its end."""
+    """Opens the backend of each checkpoint in turn (`backend(cfg, store, shares)`), keeping a shared engine open
+    while consecutive checkpoints use it. Use as a context manager: the last engine closes at its end."""
 
     log: Callable[[str], None] = lambda message: None
     adapters: Sequence[str] = ()  # every adapter the run will serve (a multi-LoRA engine is sized for them)
-    started: int = 0  # engines started in this run
     _shared: tuple[str, Any] | None = field(default=None, repr=False)
 
     def __enter__(self) -> "Engines":
@@ -65,7 +64,6 @@ class Engines:
 
     def _engine(self, cfg: VLLMConfig) -> Any:
         from evalsuite.backends import load_backend
-
         from evalsuite.backends.vllm_backend import lora_rank
 
         key = cfg.model_dump_json()
@@ -75,7 +73,6 @@ class Engines:
             how = "weights swapped in place per adapter" if engine.swaps else "multi-LoRA"
             self.log(f"one vLLM engine for {cfg.model} and its adapters ({how})")
             self._shared = (key, engine)
-            self.started += 1
         return self._shared[1]
 
     @contextmanager
@@ -88,7 +85,6 @@ class Engines:
         if shared is None:
             self.close_shared()
             engine = load_backend(cfg)
-            self.started += 1
             try:
                 yield StoredBackend(engine, store)
             finally:

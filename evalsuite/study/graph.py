@@ -174,14 +174,20 @@ def build(folder: Path, config: StudyConfig, taken: dict[str, str] | None = None
                        {"grid": grid.id, "cell": list(cell)})
             units.append(sft)
             name = f"{grid.id}/sft/{cell_name(*cell)}"
-            adapters.append((name, sft)) if "sft" in shared_stages else evaluate(name, sft)
+            if "sft" in shared_stages:
+                adapters.append((name, sft))
+            else:
+                evaluate(name, sft)
             if dpo is not None:
                 unit = Unit(f"dpo/{grid.id}/{cell_name(*cell)}", "dpo", (sft.id,),
                             key_of("dpo", dpo.model_dump(mode="json", exclude={"output_dir"}), sft.key), res.dpo,
                             {"grid": grid.id, "cell": list(cell)})
                 units.append(unit)
                 name = f"{grid.id}/dpo/{cell_name(*cell)}"
-                adapters.append((name, unit)) if "dpo" in shared_stages else evaluate(name, unit)
+                if "dpo" in shared_stages:
+                    adapters.append((name, unit))
+                else:
+                    evaluate(name, unit)
         evaluate_together(grid.id, adapters)
     units += evals
     units.append(Unit("report", "report", tuple(u.id for u in evals), key_of("report", [u.key for u in evals]),

@@ -283,13 +283,15 @@ def _save_final(trainer: Any, final: Path, lora: bool, merged: bool = True) -> N
 def _adapter_only(folder: Path) -> None:
     """The saved adapter as a cell: DPO's frozen reference copy (peft saves it as a second adapter) is dropped, and
     the base is named by its absolute path, so the cell is found from any working directory."""
+    from evalsuite.paths import write_json
+
     shutil.rmtree(folder / "ref", ignore_errors=True)
     config_path = folder / "adapter_config.json"
     config = json.loads(config_path.read_text())
     base = config.get("base_model_name_or_path")
     if base and Path(base).expanduser().is_dir():
         config["base_model_name_or_path"] = str(Path(base).expanduser().resolve())
-        config_path.write_text(json.dumps(config, indent=2))
+        write_json(config_path, config)
 
 
 def _write_log_csv(history: list[dict[str, Any]], path: Path) -> None:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import (
-    model_serializer,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
