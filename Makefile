@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.evalsuite-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-unit notebook bench bench-eval clean
+.PHONY: setup demo test test-unit notebook perf perf-eval clean
 
 setup: $(STAMP)
 
@@ -27,11 +27,11 @@ notebook: setup
 test-unit: setup
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
-bench: setup
-	$(PY) benchmarks/backends.py
+perf: setup
+	$(PY) perf/backends.py
 
-bench-eval: setup
-	$(PY) benchmarks/eval_throughput.py
+perf-eval: setup
+	$(PY) perf/eval_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

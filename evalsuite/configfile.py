@@ -47,3 +47,17 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
 def validation_problems(exc: ValidationError, root: str) -> str:
     """pydantic's errors as one line: `field.path: message; ...`."""
     return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or root}: {err['msg']}" for err in exc.errors())
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """`training.learning_rate=1e-5` → data["training"]["learning_rate"] = 1e-5 (value parsed as YAML)."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r} is not KEY=VALUE")
+    key, raw = override.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part} is not a section")
+    node[parts[-1]] = parse_yaml(raw) if raw else None

@@ -5,7 +5,7 @@
 #   2. a 3-cell study (configs/gpu_check.yaml): LoRA SFT cells kept as adapters, DPO on each, every checkpoint
 #      evaluated by vLLM in bf16 with the adapters on one multi-LoRA engine, then the report;
 #   3. generation throughput of our vLLM path against lm-eval's vLLM backend on the same IFEval prompts
-#      (benchmarks/eval_e2e.py --backend vllm: wall time from the shell, both tools).
+#      (perf/eval_e2e.py --backend vllm: wall time from the shell, both tools).
 # It prints the figures; everything it writes goes under ${OUT:-/tmp/gpu-check}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +27,6 @@ echo "study wall: $((SECONDS - start)) s"
 "$PY" -m evalsuite study status "$OUT/study"
 
 step "3. IFEval generation: evalsuite (vLLM) vs lm-eval (vLLM), bf16"
-"$PY" benchmarks/eval_e2e.py --backend vllm --dtype bfloat16 --benchmarks ifeval --ifeval 541 --max-new-tokens 1280 \
+"$PY" perf/eval_e2e.py --backend vllm --dtype bfloat16 --benchmarks ifeval --ifeval 541 --max-new-tokens 1280 \
   --skip-perturbed --out "$OUT/e2e"
 echo; echo "== done ($(date +%T)); outputs in $OUT"

@@ -58,7 +58,7 @@ class Judge:
         """What makes two judges the same judge: its settings (never the key, nor the name of its variable) and,
         for a local checkpoint, the content of its files, so a judge re-trained in place is another judge
         (`evalsuite.store.identity`)."""
-        from evalsuite.backends.stored import NOT_IDENTITY
+        from evalsuite.store.backend import NOT_IDENTITY
         from evalsuite.store import model_identity
 
         data = self.config.model_dump(mode="json")

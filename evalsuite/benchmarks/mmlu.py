@@ -87,8 +87,10 @@ class MMLU(Benchmark):
     name = "mmlu"
     variants = ("loglikelihood", "generative")
 
-    def __init__(self, variant: str | None = None, num_fewshot: NonNegativeInt = 0, max_new_tokens: PositiveInt = 256) -> None:
+    def __init__(self, variant: str | None = None, num_fewshot: NonNegativeInt = 0, max_new_tokens: PositiveInt = 256,
+                 subjects: Sequence[str] | None = None) -> None:
         super().__init__(variant)
+        self.subjects = sorted(set(subjects)) if subjects else None  # None: all 57 (lm-eval's `mmlu_<subject>`)
         if self.variant == "generative" and num_fewshot:
             raise ConfigError("the generative MMLU variant is 0-shot (the WIT paper's protocol)")
         self.num_fewshot = num_fewshot
@@ -97,7 +99,8 @@ class MMLU(Benchmark):
                                   else "mmlu/generative/_default_template_yaml")
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "num_fewshot": self.num_fewshot, "max_new_tokens": self.max_new_tokens}
+        return {**super().settings(), "num_fewshot": self.num_fewshot, "max_new_tokens": self.max_new_tokens,
+                **({"subjects": self.subjects} if self.subjects else {})}  # absent when all: old run keys stay
 
     def primary_for(self) -> tuple[str, str]:
         return ("acc", "none") if self.variant == "loglikelihood" else ("exact_match", "flexible-extract")
@@ -109,6 +112,11 @@ class MMLU(Benchmark):
 
     def load(self, source: Any = HUB_ID, limit: int | None = None, seed: int | None = None) -> list[Item]:
         rows = load_rows(source, "test")
+        if self.subjects:
+            missing = sorted(set(self.subjects) - {row["subject"] for row in rows})
+            if missing:
+                raise ConfigError(f"MMLU has no subject(s) {', '.join(missing)} in its data ({source})")
+            rows = [row for row in rows if row["subject"] in self.subjects]
         shots = self.exemplars(source, {row["subject"] for row in rows}) if self.num_fewshot else {}
         items = [Item(i, row["subject"], row, LETTERS[row["answer"]], shots=shots.get(row["subject"], ()))
                  for i, row in zip(item_ids(rows), rows)]

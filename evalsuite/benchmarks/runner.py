@@ -51,6 +51,15 @@ def run_benchmark(benchmark: Benchmark, items: Sequence[Item], backend: Any, pro
     return BenchmarkResult(benchmark.task_name, samples, benchmark.aggregate(samples))
 
 
+def prefetch(benchmark: Benchmark, item_sets: Sequence[Sequence[Item]], backend: Any, prompter: Prompter) -> None:
+    """The first-round requests of several item sets (a task clean and under each perturbation kind) asked together,
+    one call per request kind, so the engine batches across conditions instead of draining a small batch per
+    condition. Only useful in front of a store (`StoredBackend`): the answers land there, and each condition's
+    `run_benchmark` then reads them instead of asking again."""
+    answer_requests(backend, [benchmark.requests(item, prompter_for(item, prompter)) for items in item_sets
+                              for item in items])
+
+
 def variant_format(item: Item, run_format: str) -> str:
     """The prompt format an item is asked in: its variant's (`other`: the one that is not the run's), else the run's."""
     fmt = item.perturbed.prompt_format if item.perturbed is not None and item.perturbed.prompt_format else run_format
@@ -182,7 +191,7 @@ def evaluate_model(
     `evalsuite perturb`), the items are asked in their variants instead, one result per perturbation kind
     (`<task>@<kind>`)."""
     from evalsuite.backends import load_backend
-    from evalsuite.perturbing import perturbed_items, read_variant_rows
+    from evalsuite.perturb import perturbed_items, read_variant_rows
 
     variant_rows = read_variant_rows(perturbed) if perturbed is not None else None
     loaded = [(bench, *load_items(bench, data, limit, seed)) for bench in build_benchmarks(specs, options or {})]
@@ -199,7 +208,7 @@ def evaluate_model(
     with load_backend(backend_config) as engine:
         backend: Any = engine
         if stored is not None:
-            from evalsuite.backends.stored import StoredBackend
+            from evalsuite.store.backend import StoredBackend
 
             backend = StoredBackend(engine, stored)
         prompter = Prompter(how.prompt_format, backend.tokenizer)  # type: ignore[arg-type]

@@ -5,17 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from evalsuite import __version__
 from evalsuite.cli import models as models_cli
-from evalsuite.cli.common import shown
 from evalsuite.cli import study as study_cli
 from evalsuite.cli import train as train_cli
 from evalsuite.cli.evaluate import data_app, evaluate, score
@@ -24,7 +19,6 @@ from evalsuite.cli.perturb import perturb
 from evalsuite.cli.report import report
 from evalsuite.cli.run import merge, run
 from evalsuite.errors import EvalsuiteError
-from evalsuite.models import DEFAULT_MODEL
 
 app = typer.Typer(
     help="evalsuite: WIT loss grids, DPO on every cell, and robustness evaluation of instruction-tuned LLMs.",
@@ -43,7 +37,7 @@ app.command("perturb")(perturb)
 app.command("run")(run)
 app.command("merge")(merge)
 app.command("report")(report)
-console = Console()
+app.command("demo")(study_cli.demo)
 
 
 def _version(value: bool) -> None:
@@ -58,46 +52,6 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
 ) -> None:
     _configure_logging(verbose)
-
-
-@app.command("demo")
-def demo(
-    backend: Annotated[str, typer.Option("--backend", "-b", help="auto (vllm if installed, else hf) | hf | vllm")] = "auto",
-    model: Annotated[str, typer.Option("--model", "-m")] = DEFAULT_MODEL,
-    # auto = the checkpoint's own dtype (fp32 for the prepared model): on CPUs without native bf16
-    # (AVX2-only, e.g. this project's machines) bf16 is emulated and slower than fp32.
-    dtype: Annotated[str, typer.Option("--dtype", help="auto (the checkpoint's dtype) | float32 | bfloat16")] = "auto",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where the demo writes its outputs.")] = Path("reports/demo"),
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
-    sft_steps: Annotated[int, typer.Option("--sft-steps", help="Optimizer steps per demo grid cell.")] = 3,
-    dpo_steps: Annotated[int, typer.Option("--dpo-steps", help="DPO optimizer steps per demo grid cell.")] = 2,
-) -> None:
-    """Run every pipeline stage on the embedded model and print where the outputs are."""
-    from evalsuite.demo import run_demo
-
-    if backend == "auto":
-        backend = "vllm" if _vllm_installed() else "hf"
-    result = run_demo(out, backend=backend, model=model, dtype=dtype, max_new_tokens=max_new_tokens,
-                      sft_steps=sft_steps, dpo_steps=dpo_steps, log=lambda msg: console.print(escape(msg), soft_wrap=True))
-    table = Table("prompt", "response", "finish", show_lines=True)
-    for row in result.generations:
-        table.add_row(shown(row["prompt"]), shown(row["response"]), row["finish_reason"])
-    console.print(table)
-    correct = sum(r["correct"] for r in result.mcq)
-    console.print(f"multiple choice by log-likelihood (base model): {correct}/{len(result.mcq)} correct")
-    cells = Table("cell", "stage", "final train loss", "reward acc", "reward margin", "MCQ accuracy", "mean log p(gold)")
-    for c in result.sft_cells + result.dpo_cells:
-        shown_values = [f"{c[k]:.4f}" if c[k] is not None else "-" for k in ("final_loss", "reward_accuracy", "reward_margin")]
-        cells.add_row(c["cell"], c["stage"], *shown_values, f"{c['mcq_accuracy']:.2f}", f"{c['mean_gold_logprob']:.3f}")
-    console.print(cells)
-    console.print(f"timings (s): {result.timings_s}")
-    console.print(f"[bold green]Demo outputs:[/bold green] {escape(str(result.out_dir.resolve()))}", soft_wrap=True)
-
-
-def _vllm_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("vllm") is not None
 
 
 def _configure_logging(verbose: bool) -> None:

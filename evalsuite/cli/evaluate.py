@@ -123,7 +123,7 @@ def evaluate(
 
 def score(
     benchmark: Annotated[str, typer.Argument(help="ifeval | bbh | bbh:cot | mmlu (generative) | mtbench | alpacaeval")],
-    responses: Annotated[Path, typer.Option("--responses", help="Responses file (row layout per benchmark: see README).")],
+    responses: Annotated[Path, typer.Option("--responses", help="Responses file (row layout per benchmark: see docs/cli.md).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")],
     data: Annotated[Optional[str], typer.Option(
         "--data", help="Benchmark data for ifeval/mtbench/alpacaeval (default: the prepared folder, else the hub).")] = None,

@@ -32,9 +32,9 @@ def perturb(
 ) -> None:
     """Perturbed variants of a benchmark's prompts; a rerun with the same arguments writes the same bytes."""
     from evalsuite.benchmarks.prepare import prepared_or
-    from evalsuite.perturbing import load_paraphraser
+    from evalsuite.perturb import load_paraphraser
     from evalsuite.errors import ConfigError
-    from evalsuite.perturbing import variant_rows, write_rows
+    from evalsuite.perturb import variant_rows, write_rows
 
     from evalsuite.paths import ensure_output_file
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from evalsuite.cli.common import shown
 
@@ -23,15 +23,23 @@ def _log(message: str) -> None:
     console.print(shown(message), soft_wrap=True, highlight=False)
 
 
+Overrides = Annotated[Optional[list[str]], typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a key of the study file (repeatable): eval.run.limit=2, sft.training.max_steps=4.")]
+Executor = Annotated[str, typer.Option("--executor", "-e", help="local (in this process) | ray | slurm (submitit).")]
+RayAddress = Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: the file's ray.address, else RAY_ADDRESS, else a local cluster).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the units, their state and resources; run nothing.")]
+RedoChanged = Annotated[bool, typer.Option("--redo-changed", help="Redo units done with other settings than the file's now.")]
+
+
 @app.callback()
 def study(
     ctx: typer.Context,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="The study file (see configs/).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The study folder (default: the file's out:, else reports/study/<name>).")] = None,
-    executor: Annotated[str, typer.Option("--executor", "-e", help="local (in this process) | ray | slurm (submitit).")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: the file's ray.address, else RAY_ADDRESS, else a local cluster).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the units, their state and resources; run nothing.")] = False,
-    redo_changed: Annotated[bool, typer.Option("--redo-changed", help="Redo units done with other settings than the file's now.")] = False,
+    overrides: Overrides = None,
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
+    dry_run: DryRun = False,
+    redo_changed: RedoChanged = False,
 ) -> None:
     """Run every unit of the study not done yet (a re-run skips finished units and resumes interrupted ones), then
     print where the report is. Exit code 1 when a unit failed, 2 for bad input."""
@@ -39,11 +47,34 @@ def study(
         return
     if config is None:
         raise typer.BadParameter("--config is required (or use `evalsuite study status DIR`)", param_hint="--config")
+    drive(config, overrides or [], out, executor, ray_address, dry_run, redo_changed)
+
+
+def demo(
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="The study folder (default: reports/demo).")] = None,
+    overrides: Overrides = None,
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
+    dry_run: DryRun = False,
+    redo_changed: RedoChanged = False,
+) -> None:
+    """The study in miniature on the embedded model (`evalsuite study --config` the packaged demo file,
+    configs/demo.yaml): 4 WIT cells, DPO on each, MMLU / BBH / IFEval subsets clean and perturbed, the report and
+    the DPO plasticity notebook. A re-run reuses everything done."""
+    from evalsuite.study.config import demo_config
+
+    drive(demo_config(), overrides or [], out, executor, ray_address, dry_run, redo_changed)
+
+
+def drive(config: Path, overrides: list[str], out: Optional[Path], executor: str, ray_address: Optional[str],
+          dry_run: bool, redo_changed: bool) -> None:
+    """Load the study file, then print its plan (`--dry-run`) or run it and print its units, an overview of the
+    results and where the report (and notebook) are."""
     from evalsuite.study.config import load_study
     from evalsuite.study.driver import prepare, rows, run_study
     from evalsuite.study.graph import done_record
 
-    plan = prepare(load_study(config), out)
+    plan = prepare(load_study(config, overrides), out)
     if dry_run:
         table = rows(plan)
         console.print(status_table(plan, table))
@@ -60,11 +91,46 @@ def study(
             failed[row.unit.id] = f"{record['failed']} benchmark(s) failed (in the report; a re-run retries them)"
     for unit, why in failed.items():
         console.print(f"[bold red]{escape(unit)}[/bold red]: {shown(why)}", soft_wrap=True)
-    index = plan.folder / "report" / "index.html"
-    if index.is_file():
-        console.print(f"[bold green]Report:[/bold green] {escape(str(index))}", soft_wrap=True)
+    if (plan.folder / "run" / "results.parquet").is_file():
+        from evalsuite.run.results import load_results
+
+        console.print(overview_table(load_results(plan.folder / "run")))
+    report = plan.folder / "report"
+    for label, path in (("Notebook", report / "notebook" / "dpo_plasticity.html"), ("Report", report / "index.html")):
+        if path.is_file():
+            console.print(f"[bold green]{label}:[/bold green] {escape(str(path))}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
+
+
+def overview_table(df) -> Table:
+    """One row per checkpoint: each task's clean score with its 95% interval and n, the mean agreement with the clean
+    answers over the perturbation kinds and tasks, and what the scores leave out (unscored, truncated, skipped,
+    failed)."""
+    metrics = df[df.metric != "status"]
+    tasks = sorted(metrics.task.dropna().unique())
+    table = Table(Column("checkpoint", no_wrap=True), *(f"{t} (clean)" for t in tasks), "agreement",
+                  title="clean score [95% CI] n; agreement: the clean answer kept under perturbation (mean over kinds)")
+    table.add_column("left out", overflow="fold")
+    names = list(dict.fromkeys(metrics.sort_values(["stage", "lambda_p", "lambda_r"], key=_stage_order).checkpoint))
+    short = {n: "/".join(n.split("/")[-2:]) for n in names}  # stage/cell; whole names where two grids share one
+    label = short if len(set(short.values())) == len(names) else {n: n for n in names}
+    for checkpoint in names:
+        rows_ = metrics[metrics.checkpoint == checkpoint]
+        cells = []
+        for task in tasks:
+            score = rows_[(rows_.task == task) & (rows_.condition == "clean") & (rows_.metric == "score")]
+            cells.append("-" if score.empty else "{:.2f} [{:.2f}, {:.2f}] {:.0f}".format(*score.iloc[0][["value", "low", "high", "n"]]))
+        agreement = rows_[(rows_.condition != "clean") & (rows_.metric == "agreement")].value
+        notes = [f"{int(rows_[rows_.metric == m].value.sum())} {what}"
+                 for m, what in (("unscored", "unscored"), ("truncated_requests", "truncated prompts"),
+                                  ("skipped_variants", "variants skipped")) if rows_[rows_.metric == m].value.sum()]
+        status = df[(df.checkpoint == checkpoint) & (df.metric == "status")].status.fillna("ok")
+        if (status != "ok").any():
+            notes.append(f"{int((status != 'ok').sum())} not ok (see the report's status table)")
+        table.add_row(shown(label[checkpoint]), *cells, "-" if agreement.empty else f"{agreement.mean():.2f}",
+                      ", ".join(notes) or "-")
+    return table
 
 
 @app.command("status")
@@ -82,7 +148,7 @@ def status_table(plan, table) -> Table:
     from evalsuite.study.graph import done_record
 
     out = Table("kind", "state", "resources", title=f"{plan.folder} ({summary(table)})")
-    out.columns.insert(0, __import__("rich.table", fromlist=["Column"]).Column("unit", overflow="fold", min_width=24))
+    out.columns.insert(0, Column("unit", overflow="fold", min_width=24))
     out.add_column("notes", overflow="fold")
     colour = {"done": "green", "running": "cyan", "partial": "yellow", "changed": "magenta", "to do": "white"}
     for row in table:
@@ -105,3 +171,8 @@ def status_table(plan, table) -> Table:
         out.add_row(escape(row.unit.id), row.unit.kind, f"[{colour[row.state]}]{row.state}[/]",
                     resources_text(row.unit), shown(note))
     return out
+
+
+def _stage_order(column):
+    """Sort key: base, then SFT, then DPO cells (each by λp, λr)."""
+    return column.map({"base": 0, "sft": 1, "dpo": 2}).fillna(3) if column.name == "stage" else column

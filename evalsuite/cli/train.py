@@ -17,7 +17,7 @@ app = typer.Typer(help="Fine-tune with the WIT loss (sft: one cell, grid: a (λp
                   no_args_is_help=True)
 console = Console()
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML run config (see README).")]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML run config (see docs/cli.md).")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output root (overrides output_dir).")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Retrain finished cells and discard interrupted runs.")]
 OverridesArg = Annotated[

@@ -566,7 +566,8 @@ def page_context(inputs: Inputs, tables: Mapping[str, "pd.DataFrame"], files: Se
     return {
         "title": "evalsuite report" + (f": {', '.join(experiments[:3])}{' …' if len(experiments) > 3 else ''}"
                                        if experiments else ""),
-        "runs": [{"name": label, "summary": run_summary(r)} for r, label in zip(inputs.runs, inputs.labels)],
+        "runs": [{"name": label, "summary": run_summary(r), "judged": missing_judged(r)}
+                 for r, label in zip(inputs.runs, inputs.labels)],
         "paper": {"setting": inputs.paper_key, "citation": PAPER_CITATION} if inputs.paper_key else None,
         "warnings": inputs.warnings, "compare": compare,
         "plw": "figures/plw.svg" if "plw.svg" in files else None,
@@ -583,5 +584,24 @@ def run_summary(run: "RunTables") -> str:
     failed = int(status["status"].fillna("").str.startswith("failed").sum())
     tasks = sorted(set(results["task"].dropna()))
     conditions = sorted(set(results["condition"].dropna()) - {"all"}, key=lambda c: (c != "clean", c))
-    return (f"{results['checkpoint'].nunique()} checkpoints; tasks {', '.join(tasks) or 'none'}; conditions "
+    limit = (run.run.get("settings", {}) or {}).get("limit")
+    size = f"at most {limit} item{'s' if limit != 1 else ''} per subset (limit)" if limit else "every item"
+    return (f"{results['checkpoint'].nunique()} checkpoints; tasks {', '.join(tasks) or 'none'}; {size}; conditions "
             f"{', '.join(conditions) or 'none'}; {failed} checkpoint × task failed; state {run.run.get('state', '?')}")
+
+
+JUDGED = {"mtbench": "MT-Bench", "alpacaeval": "AlpacaEval"}
+
+
+def missing_judged(run: "RunTables") -> str:
+    """How to add the judged benchmarks a run left out (they need a real judge; a small local one is noise)."""
+    asked = {str(b).split(":")[0] for b in (run.run.get("settings", {}) or {}).get("benchmarks", [])}
+    missing = [name for key, name in JUDGED.items() if key not in asked]
+    if not missing:
+        return ""
+    return (f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} not in this run: "
+            f"{'they need' if len(missing) > 1 else 'it needs'} a judge model. Add "
+            f"{'them' if len(missing) > 1 else 'it'} with `evalsuite run --benchmarks …,"
+            f"{','.join(k for k, n in JUDGED.items() if n in missing)} --judge-model NAME --judge-base-url URL "
+            "--judge-api-key-env VAR` (any OpenAI-compatible server; the key is read from VAR), or `eval.judge` "
+            "in a study file.")

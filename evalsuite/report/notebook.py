@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 MIME = "application/vnd.evalsuite.table+json"
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "notebooks" / "dpo_plasticity.py"
+# notebooks/dpo_plasticity.py, through a link among the package's data, so an installed evalsuite has it too
+SOURCE = Path(__file__).parent / "templates" / "dpo_plasticity.py"
 KERNEL = "python3"
 FIGURE_DPI = 80  # committed notebooks carry their PNGs: small, but every printed cell value stays legible
 

@@ -79,7 +79,7 @@ class Engines:
     def backend(self, cfg: Any, store: Any, shares: bool) -> Iterator[Any]:
         """A stored backend answering as `cfg`; `shares`: the engine may be shared with other checkpoints."""
         from evalsuite.backends import load_backend
-        from evalsuite.backends.stored import StoredBackend
+        from evalsuite.store.backend import StoredBackend
 
         shared = shared_engine_config(cfg) if shares else None
         if shared is None:

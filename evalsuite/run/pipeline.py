@@ -69,7 +69,7 @@ def prepare_tasks(settings: RunSettings, log: Log) -> list[Task]:
     """Every benchmark built and checked, its items loaded and perturbed, before any model loads: a typo in a
     benchmark name or option, a missing judge or missing data costs nothing."""
     from evalsuite.benchmarks.runner import build_benchmarks, load_items
-    from evalsuite.perturbing import item_variant_rows, kind_with, perturbed_items
+    from evalsuite.perturb import item_variant_rows, kind_with, perturbed_items
 
     benches = build_benchmarks(settings.benchmarks, settings.options)
     tasks = []
@@ -142,10 +142,14 @@ def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any
                   track: Tracker) -> tuple[list[Condition], list[Status]]:
     """One benchmark on one checkpoint: clean, then each kind (a kind the checkpoint cannot be asked in is
     skipped with its reason)."""
-    from evalsuite.benchmarks.runner import run_benchmark, variant_format, write_result
+    from evalsuite.benchmarks.runner import prefetch, run_benchmark, variant_format, write_result
 
     config = {**base_config, **task.config}
+    formats = {kind: sorted({variant_format(v, prompter.format) for v in asked}) for kind, (asked, _) in task.variants.items()}
+    no_template = not getattr(prompter.tokenizer, "chat_template", None)
+    askable = [asked for kind, (asked, _) in task.variants.items() if asked and not (no_template and "chat_template" in formats[kind])]
     track.step(f"{task.name} clean")
+    prefetch(task.bench, [task.items, *askable], backend, prompter)  # one batch for every condition, into the store
     clean = run_benchmark(task.bench, task.items, backend, prompter)
     write_result(clean, out_dir, {**config, "perturbed": None})
     conditions = [Condition(task.name, "clean", clean.results, item_results(task.bench, clean.samples))]
@@ -153,8 +157,7 @@ def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any
     track.done()
     for kind, (asked, skipped) in task.variants.items():
         track.step(f"{task.name}@{kind}")
-        formats = sorted({variant_format(v, prompter.format) for v in asked})
-        if "chat_template" in formats and not getattr(prompter.tokenizer, "chat_template", None):
+        if no_template and "chat_template" in formats[kind]:
             statuses.append(Status("", task.name, kind, "skipped: the checkpoint's tokenizer has no chat template "
                                                         "to ask the variants in"))
         elif not asked:
@@ -165,7 +168,7 @@ def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any
             result.task = f"{task.name}@{kind}"
             write_result(result, out_dir, {**config, "perturbed": {
                 "kind": kind, "variants": task.per_item[kind], "severity": settings.severity, "seed": settings.seed,
-                "skipped": skipped, "prompt_format": formats}})
+                "skipped": skipped, "prompt_format": formats[kind]}})
             value, sets = posix_of(task.bench, task.items, asked, backend, prompter, settings.posix)
             conditions.append(Condition(task.name, kind, result.results, item_results(task.bench, result.samples),
                                         skipped, value, sets))

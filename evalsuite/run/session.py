@@ -31,7 +31,7 @@ def evaluation(file: RunFile, settings: RunSettings, models: Path, out: Path, se
     loaded only when it first judges; a paraphraser model only once every cheap check has passed."""
     from evalsuite.benchmarks.judge import make_judge
     from evalsuite.benchmarks.runner import build_benchmarks
-    from evalsuite.perturbing import load_paraphraser
+    from evalsuite.perturb import load_paraphraser
     from evalsuite.run.pipeline import preflight, run_models
 
     spec = judge_spec(file, **(judge_flags or {}))

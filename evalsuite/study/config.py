@@ -11,6 +11,7 @@
     dpo:                                     # any key of an `evalsuite train dpo` config; omit for no DPO
       dataset: {path: HuggingFaceH4/ultrafeedback_binarized, split: train_prefs}
     data: {bbh_source: lm-eval-exemplars}    # optional: build the offline benchmark data into STUDY/data first
+    report: {notebook: true}                 # also execute the DPO plasticity notebook on the study's run
     eval:                                    # an `evalsuite run --config` file: backend, run, options, judge
       backend: {kind: vllm}
       run: {benchmarks: [mmlu, bbh, ifeval]}
@@ -29,11 +30,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from evalsuite.configfile import load_config_file, validation_problems
+from evalsuite.configfile import apply_override, load_config_file, validation_problems
 from evalsuite.errors import ConfigError
 from evalsuite.run.config import RunFile
 from evalsuite.training.config import SFTRunConfig, paper_grid, parse_cells
@@ -85,6 +86,11 @@ class ResourcesSection(_Strict):
 class RaySection(_Strict):
     address: Optional[str] = None  # None: RAY_ADDRESS, else a local cluster started for the study
     max_retries: int = Field(3, ge=0)  # a unit whose worker or node dies is run again (and resumes)
+
+
+class ReportSection(_Strict):
+    # also execute the DPO plasticity notebook on the study's merged run (STUDY/report/notebook/*.ipynb, .html)
+    notebook: bool = False
 
 
 class SlurmSection(_Strict):
@@ -166,6 +172,7 @@ class StudyConfig(_Strict):
     dpo: Optional[dict[str, Any]] = None
     data: Optional[DataSection] = None
     eval: RunFile = Field(default_factory=RunFile)
+    report: ReportSection = Field(default_factory=ReportSection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
     ray: RaySection = Field(default_factory=RaySection)
     slurm: SlurmSection = Field(default_factory=SlurmSection)
@@ -227,8 +234,24 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
 
 
-def load_study(path: Path) -> StudyConfig:
+def load_study(path: Path, overrides: Sequence[str] = ()) -> StudyConfig:
+    """The study file with KEY=VALUE overrides applied (`eval.run.limit=2`, `sft.training.max_steps=4`)."""
+    data = load_config_file(path)
+    problems = []
+    for override in overrides:
+        try:
+            apply_override(data, override)
+        except ConfigError as exc:
+            problems.append(str(exc))
     try:
-        return StudyConfig.model_validate(load_config_file(path))
+        config = StudyConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid study config {path}: {validation_problems(exc, 'study')}") from None
+        problems.append(validation_problems(exc, "study"))
+    if problems:
+        raise ConfigError(f"invalid study config {path}: {'; '.join(problems)}")
+    return config
+
+
+def demo_config() -> Path:
+    """The packaged demo study (`evalsuite demo`, `make demo`; `configs/demo.yaml` in the repository)."""
+    return Path(__file__).with_name("demo.yaml")

@@ -190,8 +190,9 @@ def build(folder: Path, config: StudyConfig, taken: dict[str, str] | None = None
                     evaluate(name, unit)
         evaluate_together(grid.id, adapters)
     units += evals
-    units.append(Unit("report", "report", tuple(u.id for u in evals), key_of("report", [u.key for u in evals]),
-                      res.report))
+    report_key = (key_of("report", [u.key for u in evals]) if not config.report.notebook  # keys of older studies kept
+                  else key_of("report", [u.key for u in evals], config.report.model_dump(mode="json")))
+    units.append(Unit("report", "report", tuple(u.id for u in evals), report_key, res.report))
     study.units = units
     return study
 

@@ -203,7 +203,14 @@ def run_report(study: Study, unit: Unit, log: Log) -> dict[str, Any]:
     table = merge_runs(shards, study.folder / "run", log=log)
     index = build_report([study.folder / "run"], study.folder / "report")
     log(f"report: {index}")
-    return {"report": str(index), "rows": len(table)}
+    record: dict[str, Any] = {"report": str(index), "rows": len(table)}
+    if study.config.report.notebook:
+        from evalsuite.report.notebook import execute
+
+        _, page = execute([study.folder / "run"], study.folder / "report" / "notebook", name="dpo_plasticity")
+        log(f"notebook: {page}")
+        record["notebook"] = str(page)
+    return record
 
 
 RUNNERS: dict[str, Callable[[Study, Unit, Log], Any]] = {

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from evalsuite.configfile import load_config_file, parse_yaml, validation_problems
+from evalsuite.configfile import apply_override, load_config_file, validation_problems
 from evalsuite.errors import ConfigError, did_you_mean
 from evalsuite.models.embedded import DEFAULT_MODEL
 from evalsuite.training.data import DatasetSpec, PromptFormat, Truncation
@@ -185,20 +185,6 @@ def _parse_cell(part: str) -> tuple[float, float]:
     if cell == (0.0, 0.0):
         raise ValueError("trains no token")
     return cell
-
-
-def apply_override(data: dict[str, Any], override: str) -> None:
-    """`training.learning_rate=1e-5` → data["training"]["learning_rate"] = 1e-5 (value parsed as YAML)."""
-    if "=" not in override:
-        raise ConfigError(f"override {override!r} is not KEY=VALUE")
-    key, raw = override.split("=", 1)
-    parts = key.strip().split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {override!r}: {part} is not a section")
-    node[parts[-1]] = parse_yaml(raw) if raw else None
 
 
 def load_run_config(cls: type[ModelT], path: Path | None, overrides: list[str] | None = None) -> ModelT:

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from evalsuite.backends import HFConfig, load_backend
@@ -31,3 +34,30 @@ def hf_fp32(smollm2_dir):
     backend = load_backend(HFConfig(model=str(smollm2_dir), dtype="float32", batch_size=8))
     yield backend
     backend.close()
+
+
+# The packaged demo study (`make demo`) shrunk for the suite: the same grid, stages, benchmarks, kinds, POSIX,
+# report and notebook; fewer steps, items and tokens.
+DEMO_SHRINK = [
+    "sft.training.max_steps=2", "sft.training.save_steps=1", "dpo.training.max_steps=1", "dpo.training.save_steps=1",
+    "eval.run.limit=1", "eval.benchmark_options.mmlu.subjects=[marketing, sociology]",
+    "eval.benchmark_options.bbh.max_new_tokens=16", "eval.benchmark_options.ifeval.max_new_tokens=24",
+]
+
+
+def demo_cli(out: Path, *extra: str) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+
+    args = [a for o in DEMO_SHRINK for a in ("--set", o)]
+    return subprocess.run([sys.executable, "-m", "evalsuite", "demo", "--out", str(out), *args, *extra],
+                          capture_output=True, text=True, timeout=1800, env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory) -> tuple[Path, "subprocess.CompletedProcess[str]"]:
+    """(study folder, the finished `evalsuite demo` process): run once, shared by the demo and browser tests."""
+    out = tmp_path_factory.mktemp("demo") / "study"
+    proc = demo_cli(out)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return out, proc

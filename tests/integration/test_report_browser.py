@@ -5,8 +5,9 @@ from file:// with every other request refused. No console error, the heatmaps ha
 shared encoding's colours, the controls change what is shown, a cell opens its items, a filter changes them.
 
 Under CI (CI=true) a missing Chromium or Playwright fails the test; elsewhere it skips and says why. A screenshot
-of the heatmaps is saved in the test's tmp folder; EVALSUITE_REPORT_SCREENSHOT=PATH also writes it to PATH (how
-docs/report-screenshot.png is made)."""
+of the heatmaps is saved in the test's tmp folder; EVALSUITE_REPORT_SCREENSHOT=PATH also writes it to PATH. The
+last test opens the report of the demo study (`make demo`, shrunk); EVALSUITE_DEMO_SCREENSHOT=PATH writes its top
+to PATH. docs/report-screenshot.png is `save_docs_screenshot` of a full `make demo` report."""
 
 from __future__ import annotations
 
@@ -168,4 +169,37 @@ def test_a_cell_opens_its_items_and_a_filter_changes_them(built, page):
     narrower = next(o for o, n in counts.items() if 0 < n < shown)
     page.select_option("#ctl-outcome", label=narrower)
     page.wait_for_function(f"document.querySelectorAll('#items article.item').length === {counts[narrower]}")
+    assert page.problems == [] and page.blocked == []
+
+
+def test_the_demo_studys_report_shows_every_stage_the_perturbations_and_the_items(demo_study, page, tmp_path):
+    """`make demo`'s report (the packaged demo study, shrunk): per benchmark the SFT, DPO and ΔDPO grids of the four
+    cells, the perturbation conditions, the note on the judged benchmarks, and a cell's item page."""
+    study, _ = demo_study
+    report = study / "report"
+    page.goto((report / "index.html").as_uri())
+    page.wait_for_selector("body[data-ready='1']")
+    key = load_data(report)["experiments"][0]["key"]
+    mine = f"#grids table.hm[data-exp='{key}']"
+    for bench in ("mmlu", "bbh", "ifeval"):
+        grids = f"{mine}[data-bench='{bench}']"
+        assert page.locator(f"{grids}.hm-sft td.cell").count() == 5  # Base + the four cells
+        assert page.locator(f"{grids}.hm-dpo td.cell").count() == 5 and page.locator(f"{grids}.hm-delta td.cell").count() == 4
+    assert "MT-Bench and AlpacaEval are not in this run" in page.locator("header").inner_text()
+    conditions = page.locator("#ctl-condition option").all_inner_texts()
+    assert {"clean", "typo", "rephrase", "format"} <= {c.split()[0].lower() for c in conditions}, conditions
+    page.select_option("#ctl-condition", "format")
+    page.select_option("#ctl-metric", "agreement")
+    assert "Agreement" in page.locator("#view-caption").inner_text()
+    assert page.locator(f"{mine}[data-bench='mmlu'].hm-sft td.cell").count() == 5  # the base model is perturbed too
+    page.locator("#heatmaps").screenshot(path=str(tmp_path / "demo.png"))
+    if os.environ.get("EVALSUITE_DEMO_SCREENSHOT"):  # how docs/report-screenshot.png is made
+        page.select_option("#ctl-condition", "clean")
+        page.select_option("#ctl-metric", "score")
+        save_docs_screenshot(page, Path(os.environ["EVALSUITE_DEMO_SCREENSHOT"]))
+    page.select_option("#ctl-condition", "clean")
+    page.select_option("#ctl-metric", "score")
+    page.locator(f"{mine}[data-bench='bbh'].hm-sft td.cell[data-lp='0.4'][data-lr='0.6'] a").click()
+    page.wait_for_selector("#items article.item")
+    assert "lp0.4_lr0.6" in page.url and page.locator("#items article.item").count() == 3  # 3 BBH tasks × limit 1
     assert page.problems == [] and page.blocked == []

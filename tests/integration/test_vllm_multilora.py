@@ -53,7 +53,7 @@ def _answers(run: Path) -> pd.DataFrame:
 
 def test_one_multi_lora_engine_answers_like_one_engine_per_adapter(smollm2_dir, tmp_path, monkeypatch):
     from evalsuite.backends import GenerationRequest, VLLMConfig, load_backend
-    from evalsuite.backends.stored import StoredBackend
+    from evalsuite.store.backend import StoredBackend
     from evalsuite.benchmarks.prepare import prepare_data
     from evalsuite.run.pipeline import Tracker, run_models
     from evalsuite.run.types import RunSettings

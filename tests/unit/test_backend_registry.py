@@ -29,7 +29,7 @@ def test_vllm_engine_settings_from_config():
     """vLLM's own names are accepted: `max_model_len` is the window (`max_length`); engine-only settings (tensor
     parallelism, prefix caching, LoRA slots) are not part of the request store's key, the window is."""
     from evalsuite.backends.config import parse_backend_config
-    from evalsuite.backends.stored import backend_identity
+    from evalsuite.store.backend import backend_identity
     from evalsuite.errors import ConfigError
 
     cfg = parse_backend_config({"kind": "vllm", "model": "m", "max_model_len": 4096, "tensor_parallel_size": 2,

@@ -298,7 +298,7 @@ def test_llm_paraphrase_checks_cache_and_skip(tmp_path):
 
 def test_perturb_all_benchmarks_and_kinds_identical_reruns(data_dir):
     """Every benchmark × kind: rows for every item and variant, the same rows when run again."""
-    from evalsuite.perturbing import variant_rows
+    from evalsuite.perturb import variant_rows
 
     for bench in ("mmlu", "bbh", "ifeval", "mtbench", "alpacaeval"):
         for kind in ("typo", "rephrase", "format"):

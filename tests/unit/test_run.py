@@ -145,7 +145,7 @@ def test_posix_through_the_backend_matches_the_formula_by_hand(tiny_long_model_d
     from dataclasses import replace
 
     from evalsuite.backends import HFConfig, ScoreRequest, load_backend
-    from evalsuite.backends.stored import StoredBackend
+    from evalsuite.store.backend import StoredBackend
     from evalsuite.benchmarks import Prompter, get_benchmark
     from evalsuite.benchmarks.base import Perturbed, Item
     from evalsuite.run.pipeline import posix_of
@@ -186,6 +186,39 @@ def test_tracker_sees_every_checkpoint_and_step_in_order(models, data, tmp_path)
     per_checkpoint = [f"{task} clean", "done", f"{task}@format", "done", "end"]
     assert events == [("start", 3), ("base", 2), *per_checkpoint, ("sft/lp0_lr1", 2), *per_checkpoint,
                       ("sft/lp1_lr1", 2), *per_checkpoint]
+
+
+def test_a_tasks_clean_and_perturbed_requests_reach_the_engine_in_one_call(models, data, tmp_path, monkeypatch):
+    """Every condition of a task is asked together (one engine call per request kind and checkpoint, the answers
+    then read from the store), so an engine batches across conditions; the table is the one made condition by
+    condition."""
+    import pandas as pd
+
+    import evalsuite.benchmarks.runner as runner
+    from evalsuite.backends.hf_backend import HFBackend
+    from evalsuite.run.pipeline import RunSettings, Tracker, run_models
+    from evalsuite.run.results import load_results
+
+    calls: list[int] = []
+    original = HFBackend.loglikelihood
+
+    def counting(self, requests, **kwargs):  # the real backend, its calls counted
+        calls.append(len(requests))
+        return original(self, requests, **kwargs)
+
+    monkeypatch.setattr(HFBackend, "loglikelihood", counting)
+    settings = RunSettings(benchmarks=["mmlu"], kinds=["typo", "format"], variants=1, data=str(data),
+                           backend={"kind": "hf", "dtype": "float32"})
+    run_models(models, settings, tmp_path / "together", Tracker())
+    assert len(calls) == 3  # base and two cells (the broken checkpoint never loads): one call each
+    asked = sum(calls)
+    calls.clear()
+    monkeypatch.setattr(runner, "prefetch", lambda *args, **kwargs: None)
+    run_models(models, settings, tmp_path / "apart", Tracker())
+    assert len(calls) == 9 and sum(calls) == asked  # clean, typo, format one by one: the same requests
+    columns = ["checkpoint", "task", "condition", "metric", "value", "low", "high", "n", "status"]
+    together, apart = (load_results(tmp_path / name)[columns] for name in ("together", "apart"))
+    pd.testing.assert_frame_equal(together, apart)
 
 
 def test_rephrase_by_an_llm_paraphraser_reaches_the_model(models, data, tmp_path):

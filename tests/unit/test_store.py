@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from evalsuite.backends import GenerationRequest, HFConfig, LoglikelihoodRequest, ScoreRequest, load_backend
-from evalsuite.backends.stored import StoredBackend
+from evalsuite.store.backend import StoredBackend
 from evalsuite.store import RequestStore
 from tests.conftest import ROOT
 
@@ -105,7 +105,7 @@ def test_moved_checkpoint_keeps_its_answers_and_other_weights_do_not(tiny_model_
 WORKER = """
 import sys, time
 from evalsuite.backends import GenerationRequest, HFConfig, load_backend
-from evalsuite.backends.stored import StoredBackend
+from evalsuite.store.backend import StoredBackend
 from evalsuite.store import RequestStore
 model, db, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 reqs = [GenerationRequest(prompt=f"Item {i}: the quick brown fox", max_new_tokens=24) for i in range(n)]

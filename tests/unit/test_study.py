@@ -289,6 +289,32 @@ def test_shipped_configs_build_the_papers_graph():
             seen.add(unit.id)
 
 
+def test_the_packaged_demo_is_the_repositorys_demo_study_and_covers_the_whole_pipeline():
+    """`evalsuite demo` (an installed package) and `make demo` (configs/demo.yaml) run one file: four cells as the
+    issue asks ((0, 1), (1, 1), 0 < λp < 1, λr < 1), LoRA adapters kept alone, DPO, three judge-free benchmarks
+    clean and under every kind, the notebook; overrides reach the config."""
+    from evalsuite.study.config import demo_config, load_study
+    from evalsuite.study.driver import prepare
+
+    assert demo_config().resolve() == (ROOT / "configs" / "demo.yaml").resolve()
+    config = load_study(demo_config())
+    cells = set(config.sft.cells)
+    assert {(0.0, 1.0), (1.0, 1.0)} <= cells and any(0 < p < 1 for p, _ in cells) and any(r < 1 for _, r in cells)
+    assert config.sft.settings()["lora"]["merged"] is False and config.dpo["lora"]["merged"] is False
+    assert set(config.eval.run.benchmarks) == {"mmlu", "bbh", "ifeval"} and config.eval.judge is None
+    assert set(config.eval.run.perturb) == {"typo", "rephrase", "format"} and config.report.notebook
+    kinds = [u.kind for u in prepare(config, Path("/nonexistent/demo")).units]
+    assert kinds.count("sft") == kinds.count("dpo") == 4 and kinds.count("eval") == 9 and kinds[-1] == "report"
+    shrunk = load_study(demo_config(), ["eval.run.limit=1", "sft.training.max_steps=2", "sft.cells=0:1,1:1"])
+    assert shrunk.eval.run.limit == 1 and shrunk.sft.settings()["training"]["max_steps"] == 2
+    assert shrunk.sft.settings()["training"]["learning_rate"] == config.sft.settings()["training"]["learning_rate"]
+    assert shrunk.sft.cells == [(0.0, 1.0), (1.0, 1.0)]
+    with pytest.raises(ConfigError, match="eval.run.limt|limt"):
+        load_study(demo_config(), ["eval.run.limt=1"])
+    with pytest.raises(ConfigError, match="not KEY=VALUE"):
+        load_study(demo_config(), ["eval.run.limit"])
+
+
 def test_a_training_unit_with_two_gpus_runs_two_data_parallel_processes(inputs, tmp_path):
     """resources.sft.gpus: 2 -> `accelerate launch` with 2 processes (gloo on this CPU machine: the same launch a
     GPU node makes with NCCL); the cell's manifest says it trained on 2 processes."""

@@ -1,7 +1,7 @@
 """Step time and peak memory: evalsuite's WITTrainer at (λp, λr) = (0, 1) vs TRL's SFTTrainer with
 completion-only loss, on the same model, data, batch and precision, in the same run.
 
-    .venv/bin/python benchmarks/train_step.py [--model smollm2-135m-instruct] [--steps 5] [--batch 4]
+    .venv/bin/python perf/train_step.py [--model smollm2-135m-instruct] [--steps 5] [--batch 4]
 
 Each trainer runs in its own subprocess (so each peak-memory figure is its own: peak RSS on CPU,
 `torch.cuda.max_memory_allocated` on GPU), on identical token sequences (the paper's plain format,

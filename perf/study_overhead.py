@@ -2,10 +2,10 @@
 driver, start-up included) and `slurm` (submitit's local executor: one process per unit), each from an empty
 folder, in the same run.
 
-    .venv/bin/python benchmarks/study_overhead.py [--out /tmp/study-overhead] [--executors local,ray,slurm]
+    .venv/bin/python perf/study_overhead.py [--out /tmp/study-overhead] [--executors local,ray,slurm]
 
-The study: configs/demo.yaml (embedded SmolLM2-135M-Instruct, 3 WIT cells + DPO on each, 7 checkpoints
-evaluated) with a lighter evaluation (MMLU log-likelihood, one item per subject, clean and typo) on data
+The study: configs/demo.yaml (embedded SmolLM2-135M-Instruct, 4 WIT cells as LoRA adapters + DPO on each, 9
+checkpoints evaluated) without the notebook and with a lighter evaluation (MMLU log-likelihood, one item per subject, clean and typo) on data
 prepared once beforehand, so every executor runs identical units. Prints each wall time, the ratios to local,
 and the target: ray ≤ 1.15 × local + 20 s (start-up). The results tables are compared too: an executor that
 is fast but gives another table is a bug, not a speed-up.
@@ -29,6 +29,7 @@ EVALSUITE = [sys.executable, "-m", "evalsuite"]
 def study_file(out: Path, data: Path) -> Path:
     study = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
     study.pop("data")
+    study.pop("report", None)  # executors compared, not the notebook
     study["eval"]["run"] = {"benchmarks": ["mmlu"], "perturb": ["typo"], "variants": 1, "limit": 1, "data": str(data)}
     study["eval"]["benchmark_options"] = {}
     study["slurm"] = {"cluster": "local", "poll_s": 1.0}

@@ -1,6 +1,6 @@
 """MMLU log-likelihood scoring throughput: our hf backend against lm-eval's HF backend, in one run.
 
-    .venv/bin/python benchmarks/eval_throughput.py [--subjects 4] [--per-subject 25] [--shots 0,5]
+    .venv/bin/python perf/eval_throughput.py [--subjects 4] [--per-subject 25] [--shots 0,5]
         [--dtypes float32,bfloat16] [--batch-size 16] [--json out.json]
 
 Both tools score the same (context, continuation) requests on the same SmolLM2 weights, dtype and batch
@@ -157,7 +157,7 @@ def run_lmeval(model_dir: Path, dtype: str, batch_size: int, flat, warmup):
 
 def run_ours(model_dir: Path, dtype: str, batch_size: int, flat, warmup, store_path: Path, prefix_min_tokens: int):
     from evalsuite.backends import HFConfig, load_backend
-    from evalsuite.backends.stored import StoredBackend
+    from evalsuite.store.backend import StoredBackend
     from evalsuite.store import RequestStore
 
     config = HFConfig(model=str(model_dir), dtype=dtype, batch_size=batch_size, prefix_min_tokens=prefix_min_tokens)

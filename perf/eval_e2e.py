@@ -2,7 +2,7 @@
 tasks, items, backend and dtype, wall time from the shell (start-up, imports, model load and writing included),
 in one run.
 
-    .venv/bin/python benchmarks/eval_e2e.py [--model smollm2-135m-instruct] [--mmlu-subjects 6] [--per-subset 5]
+    .venv/bin/python perf/eval_e2e.py [--model smollm2-135m-instruct] [--mmlu-subjects 6] [--per-subset 5]
         [--bbh-tasks 4] [--ifeval 10] [--max-new-tokens 64] [--backend hf] [--dtype float32] [--out /tmp/eval-e2e]
 
 The items: the first N of MMLU's first subjects (log-likelihood, 0-shot), of BBH's first tasks (zero-shot,
@@ -40,10 +40,17 @@ BIN = Path(sys.executable).parent
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
+def env() -> dict[str, str]:
+    """Offline, and lm-eval's IFEval checkers on the sentence splitter ours use (evalsuite's NLTK data folder)."""
+    from evalsuite.benchmarks.nltk_data import nltk_dir
+
+    return {**os.environ, **OFFLINE, "NLTK_DATA": str(nltk_dir())}
+
+
 def timed(cmd: list[str], log: Path) -> float:
     start = time.perf_counter()
     with open(log, "w") as fh:
-        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, **OFFLINE}, cwd=ROOT)
+        proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env(), cwd=ROOT)
     wall = time.perf_counter() - start
     if proc.returncode:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{log.read_text()[-3000:]}")
@@ -56,7 +63,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
-def select(data: Path, args: argparse.Namespace, out: Path) -> tuple[Path, dict[str, list[str]]]:
+def select(data: Path, args: argparse.Namespace, out: Path) -> tuple[Path, dict]:
     """Our data folder with just the chosen rows (both tools read these), and the subsets chosen."""
     from evalsuite.rows import read_rows
 
@@ -73,7 +80,8 @@ def select(data: Path, args: argparse.Namespace, out: Path) -> tuple[Path, dict[
         (folder / "bbh" / f"{task}.json").write_text(json.dumps({**doc, "examples": doc["examples"][: args.per_subset]}))
     ifeval = read_rows(str(next((data / "ifeval").glob("test.*"))))[: args.ifeval]
     write_jsonl(folder / "ifeval" / "test.jsonl", ifeval)
-    return folder, {"mmlu": subjects, "bbh": tasks}
+    bbh = sum(len(json.loads((folder / "bbh" / f"{t}.json").read_text())["examples"]) for t in tasks)
+    return folder, {"mmlu": subjects, "bbh": tasks, "counts": {"mmlu": len(rows), "bbh": bbh, "ifeval": len(ifeval)}}
 
 
 LM_TASKS = {"mmlu": ("mmlu/default/_default_template_yaml", "test"), "bbh": ("bbh/zeroshot/{subset}.yaml", "test"),
@@ -130,6 +138,7 @@ def run_options(args: argparse.Namespace) -> dict:
 
 
 def ours(model: Path, folder: Path, args: argparse.Namespace, kinds: str, out: Path) -> tuple[float, dict]:
+    out.mkdir(parents=True, exist_ok=True)
     run_file = out / "run.yaml"
     run_file.write_text(yaml.safe_dump({
         "backend": {"kind": args.backend, "dtype": args.dtype, "batch_size": 16,
@@ -142,17 +151,21 @@ def ours(model: Path, folder: Path, args: argparse.Namespace, kinds: str, out: P
     import pandas as pd
 
     table = pd.read_parquet(out / "run" / "results.parquet")
-    clean = table[(table["condition"] == "clean") & (table["metric"] == table["score_metric"])]
-    return wall, {r.task: round(float(r.value), 4) for r in clean.itertuples()}
+    clean = table[(table["condition"] == "clean") & (table["metric"] == "score")]
+    return wall, {r.benchmark: round(float(r.value), 4) for r in clean.itertuples()}
 
 
 def theirs(model: Path, tasks: list[str], include: Path, args: argparse.Namespace, out: Path) -> tuple[float, dict]:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    model_args = f"pretrained={model},dtype={args.dtype}" + (",device=cpu" if args.backend == "hf" else
-                                                            ",gpu_memory_utilization=0.5,max_model_len=2048")
+    model_args = f"pretrained={model},dtype={args.dtype}" + ("" if args.backend == "hf" else
+                                                 ",gpu_memory_utilization=0.5,max_model_len=2048")
     wall = timed([str(BIN / "lm_eval"), "--model", args.backend, "--model_args", model_args, "--tasks", ",".join(tasks),
-                  "--include_path", str(include), "--batch_size", "16", "--gen_kwargs",
+                  "--include_path", str(include), "--batch_size", "16",
+                  *(["--device", "cpu"] if args.backend == "hf" else []),
+                  # the checkpoint's manifest says chat_template, so evalsuite renders every prompt in it; lm-eval
+                  # does so when asked (one user turn at 0-shot), else the two would score different prompts
+                  "--apply_chat_template", "--gen_kwargs",
                   f"max_gen_toks={args.max_new_tokens}", "--output_path", str(out / "results"), "--seed", "0"],
                  out / "lm_eval.log")
     results = json.loads(next((out / "results").rglob("results_*.json")).read_text())["results"]
@@ -171,7 +184,7 @@ def lm_scores(results: dict) -> dict:
 
 def startup(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, capture_output=True, env={**os.environ, **OFFLINE})
+    subprocess.run(cmd, capture_output=True, env=env())
     return time.perf_counter() - start
 
 
@@ -207,14 +220,17 @@ def main() -> None:
     shutil.rmtree(models, ignore_errors=True)
     models.mkdir()
     (models / "model").symlink_to(weights)
-    data = prepare_data(default_data_dir(), log=lambda _: None)
+    # BBH offline: lm-eval's few-shot exemplars (3 per task; no BBH test split ships in a PyPI package)
+    data = prepare_data(default_data_dir(), bbh_source="lm-eval-exemplars", log=lambda _: None)
     folder, subsets = select(data, args, out)
-    print(f"model {weights.name} ({args.backend}, {args.dtype}); MMLU {len(subsets['mmlu'])}×{args.per_subset} "
-          f"(log-likelihood), BBH zero-shot {len(subsets['bbh'])}×{args.per_subset}, IFEval {args.ifeval}; "
+    n = subsets["counts"]
+    print(f"model {weights.name} ({args.backend}, {args.dtype}); MMLU {n['mmlu']} items of {len(subsets['mmlu'])} "
+          f"subjects (log-likelihood), BBH zero-shot {n['bbh']} items of {len(subsets['bbh'])} tasks, "
+          f"IFEval {n['ifeval']}; "
           f"generation capped at {args.max_new_tokens} tokens; batch 16")
 
     kinds = [] if args.skip_perturbed else ["typo", "rephrase", "format"]
-    asked = conditions(folder, args, kinds)
+    asked = conditions(folder, args, kinds)  # builds the IFEval sentence splitter where it is missing
     tasks = lm_eval_tasks(asked["clean"], out / "lm_tasks" / "clean")
     t_lm, lm_res = theirs(weights, tasks, out / "lm_tasks" / "clean", args, out / "lm_clean")
     t_ours, our_scores = ours(models, folder, args, "", out / "ours_clean")

@@ -2,7 +2,7 @@
 ratio against nlpaug applying the same augmenters to the whole text in the same run (what our per-word,
 protected-span-aware typo costs over the raw library).
 
-    .venv/bin/python benchmarks/perturb_throughput.py [--benchmark ifeval] [--items 200] [--variants 3]
+    .venv/bin/python perf/perturb_throughput.py [--benchmark ifeval] [--items 200] [--variants 3]
 
 Needs the prepared data folder (`evalsuite data prepare`). One warm-up pass per kind (nlpaug's lazy
 imports and dictionary load), then one timed pass. The LLM rephrase path is bound by the model, not by this

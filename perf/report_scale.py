@@ -15,11 +15,11 @@ pages are written by worker processes), the largest file written and the folder'
 (≤ 60 s, ≤ 4 GiB, no file over 20 MB, index.html under 5 MB) as "x of target". Building the run is timed
 separately: it is not part of the report's time.
 
-    .venv/bin/python benchmarks/report_scale.py --scale 0.05     # a quick run (5 % of the items)
-    .venv/bin/python benchmarks/report_scale.py                  # the paper's full shape
-    .venv/bin/python benchmarks/report_scale.py --items-only     # time the item pages alone
-    .venv/bin/python benchmarks/report_scale.py --item-texts all # with every response and judge output
-    .venv/bin/python benchmarks/report_scale.py --dir D --keep   # keep the run in D; later runs add --reuse
+    .venv/bin/python perf/report_scale.py --scale 0.05     # a quick run (5 % of the items)
+    .venv/bin/python perf/report_scale.py                  # the paper's full shape
+    .venv/bin/python perf/report_scale.py --items-only     # time the item pages alone
+    .venv/bin/python perf/report_scale.py --item-texts all # with every response and judge output
+    .venv/bin/python perf/report_scale.py --dir D --keep   # keep the run in D; later runs add --reuse
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Generation throughput of the backends on the same prompts and token budget, in one run.
 
-    python benchmarks/backends.py [--prompts 16] [--max-new-tokens 64] [--skip-vllm] [--json out.json]
+    python perf/backends.py [--prompts 16] [--max-new-tokens 64] [--skip-vllm] [--json out.json]
 
 Every request generates exactly --max-new-tokens tokens (ignore_eos) so all configurations do the same
 work. Prints tokens/s per configuration and ratios against the hf fp32 batch-1 baseline and against vLLM.

@@ -1,6 +1,6 @@
 """A grid of LoRA cells evaluated on one shared vLLM engine against one engine per cell, in one run.
 
-    .venv/bin/python benchmarks/multi_lora.py [--cells 3] [--limit 4] [--max-new-tokens 48]
+    .venv/bin/python perf/multi_lora.py [--cells 3] [--limit 4] [--max-new-tokens 48]
         [--benchmarks ifeval,bbh:zeroshot] [--dtype float32] [--out /tmp/multi-lora]
 
 The cells: `--cells` LoRA adapters of the embedded SmolLM2-135M-Instruct (rank 8 on q/v, random weights so each

@@ -1,5 +1,4 @@
-"""evalsuite's side of the `perturbations` package: benchmark items in, variant rows out, and an LLM
-paraphraser that is either an OpenAI-compatible endpoint or a local checkpoint through our backends."""
+"""Benchmark items in, perturbation variant rows out (and back: the items asked in their variants' text)."""
 
 from __future__ import annotations
 
@@ -8,27 +7,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from evalsuite.errors import ConfigError
-
-
-def backend_completer(backend: Any, max_new_tokens: int = 512) -> Any:
-    """A `perturbations.llm` completion function answered by one of our backends (seeded sampling)."""
-    from evalsuite.backends import GenerationRequest
-
-    def complete(messages: list[dict[str, str]], seed: int, temperature: float) -> str:
-        req = GenerationRequest(messages=messages, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
-        return backend.generate([req])[0].text
-
-    return complete
-
-
-def make_paraphraser(name: str, backend: Any) -> Any:
-    """An LLM paraphraser answered by one of our backends (a served model through the OpenAI-compatible one, or a
-    local checkpoint); completions cached in `$EVALSUITE_CACHE_DIR/paraphrase-cache.sqlite`."""
-    from perturbations.llm import Cache, Paraphraser
-
-    from evalsuite.paths import cache_dir
-
-    return Paraphraser(backend_completer(backend), name, Cache(cache_dir() / "paraphrase-cache.sqlite"))
 
 
 def variant_rows(spec: str, kind_name: str, *, data: str | None, variants: int, seed: int, severity: float,
@@ -109,15 +87,3 @@ def perturbed_items(items: Any, rows: Any) -> tuple[list[Any], int]:
             continue
         out.append(replace(item, perturbed=Perturbed.from_row(row)))
     return out, skipped
-
-
-def load_paraphraser(model: str, base_url: str | None, api_key_env: str | None) -> tuple[Any, Any]:
-    """An LLM paraphraser and the backend it holds (close it after): a served model through our OpenAI-compatible
-    backend (the same key policy, retries and reply checks as judges and evaluated models), else a local
-    checkpoint."""
-    from evalsuite.backends import load_backend
-    from evalsuite.backends.config import backend_config
-
-    backend = load_backend(backend_config(model=model, backend="openai" if base_url else None, base_url=base_url,
-                                          api_key_env=api_key_env))
-    return make_paraphraser(f"{model}@{base_url}" if base_url else model, backend), backend

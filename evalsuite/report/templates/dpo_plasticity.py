@@ -1,0 +1,1 @@
+../../../notebooks/dpo_plasticity.py
