@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from evalsuite.errors import ConfigError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class _Loader(yaml.SafeLoader):
@@ -60,4 +62,27 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {override!r}: {part} is not a section")
-    node[parts[-1]] = parse_yaml(raw) if raw else None
+    try:
+        node[parts[-1]] = parse_yaml(raw) if raw else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {override!r}: the value is not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def load_validated(cls: type[ModelT], path: Path | None, overrides: Sequence[str] = (), *, what: str = "config",
+                   root: str = "config") -> ModelT:
+    """A config of type `cls` from an optional YAML file plus KEY=VALUE overrides. One error names every malformed
+    override and every invalid field."""
+    data = load_config_file(path) if path is not None else {}
+    problems = []
+    for override in overrides:
+        try:
+            apply_override(data, override)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    try:
+        config = cls.model_validate(data)
+    except ValidationError as exc:
+        problems.append(validation_problems(exc, root))
+    if problems:
+        raise ConfigError(f"invalid {what}{f' {path}' if path else ''}: {'; '.join(problems)}") from None
+    return config

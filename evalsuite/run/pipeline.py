@@ -145,11 +145,14 @@ def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any
     from evalsuite.benchmarks.runner import prefetch, run_benchmark, variant_format, write_result
 
     config = {**base_config, **task.config}
-    formats = {kind: sorted({variant_format(v, prompter.format) for v in asked}) for kind, (asked, _) in task.variants.items()}
+    formats = {kind: sorted({variant_format(v, prompter.format) for v in asked})
+               for kind, (asked, _) in task.variants.items()}
+    # kinds whose variants need a chat template the checkpoint's tokenizer lacks: skipped, with the reason
     no_template = not getattr(prompter.tokenizer, "chat_template", None)
-    askable = [asked for kind, (asked, _) in task.variants.items() if asked and not (no_template and "chat_template" in formats[kind])]
+    blocked = {kind for kind in task.variants if no_template and "chat_template" in formats[kind]}
     track.step(f"{task.name} clean")
-    prefetch(task.bench, [task.items, *askable], backend, prompter)  # one batch for every condition, into the store
+    prefetch(task.bench, [task.items, *(asked for k, (asked, _) in task.variants.items() if k not in blocked)],
+             backend, prompter)  # every condition in one engine call per request kind, answers into the store
     clean = run_benchmark(task.bench, task.items, backend, prompter)
     write_result(clean, out_dir, {**config, "perturbed": None})
     conditions = [Condition(task.name, "clean", clean.results, item_results(task.bench, clean.samples))]
@@ -157,7 +160,7 @@ def evaluate_task(task: Task, settings: RunSettings, backend: Any, prompter: Any
     track.done()
     for kind, (asked, skipped) in task.variants.items():
         track.step(f"{task.name}@{kind}")
-        if no_template and "chat_template" in formats[kind]:
+        if kind in blocked:
             statuses.append(Status("", task.name, kind, "skipped: the checkpoint's tokenizer has no chat template "
                                                         "to ask the variants in"))
         elif not asked:

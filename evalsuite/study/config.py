@@ -32,9 +32,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from evalsuite.configfile import apply_override, load_config_file, validation_problems
+from evalsuite.configfile import load_validated
 from evalsuite.errors import ConfigError
 from evalsuite.run.config import RunFile
 from evalsuite.training.config import SFTRunConfig, paper_grid, parse_cells
@@ -236,20 +236,7 @@ def slug(text: str) -> str:
 
 def load_study(path: Path, overrides: Sequence[str] = ()) -> StudyConfig:
     """The study file with KEY=VALUE overrides applied (`eval.run.limit=2`, `sft.training.max_steps=4`)."""
-    data = load_config_file(path)
-    problems = []
-    for override in overrides:
-        try:
-            apply_override(data, override)
-        except ConfigError as exc:
-            problems.append(str(exc))
-    try:
-        config = StudyConfig.model_validate(data)
-    except ValidationError as exc:
-        problems.append(validation_problems(exc, "study"))
-    if problems:
-        raise ConfigError(f"invalid study config {path}: {'; '.join(problems)}")
-    return config
+    return load_validated(StudyConfig, path, overrides, what="study config", root="study")
 
 
 def demo_config() -> Path:

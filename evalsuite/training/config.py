@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
 
-from evalsuite.configfile import apply_override, load_config_file, validation_problems
+from evalsuite.configfile import ModelT, load_validated
 from evalsuite.errors import ConfigError, did_you_mean
 from evalsuite.models.embedded import DEFAULT_MODEL
 from evalsuite.training.data import DatasetSpec, PromptFormat, Truncation
@@ -50,7 +49,6 @@ RESERVED_TRAINING_FIELDS = {
 }
 Precision = Literal["auto", "fp32", "bf16", "bf16-autocast"]
 GRID_VALUES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class LoraSpec(BaseModel):
@@ -188,22 +186,8 @@ def _parse_cell(part: str) -> tuple[float, float]:
 
 
 def load_run_config(cls: type[ModelT], path: Path | None, overrides: list[str] | None = None) -> ModelT:
-    """A run config of type `cls` from an optional YAML file plus KEY=VALUE overrides. One error names every
-    malformed override and every invalid field."""
-    data = load_config_file(path) if path is not None else {}
-    problems = []
-    for override in overrides or []:
-        try:
-            apply_override(data, override)
-        except ConfigError as exc:
-            problems.append(str(exc))
-    try:
-        config = cls.model_validate(data)
-    except ValidationError as exc:
-        problems.append(validation_problems(exc, "config"))
-    if problems:
-        raise ConfigError(f"invalid config{f' {path}' if path else ''}: {'; '.join(problems)}") from None
-    return config
+    """A run config of type `cls` from an optional YAML file plus KEY=VALUE overrides."""
+    return load_validated(cls, path, overrides or ())
 
 
 def load_sft_config(path: Path | None, overrides: list[str] | None = None) -> SFTRunConfig:

@@ -39,7 +39,7 @@ def hf_fp32(smollm2_dir):
 # The packaged demo study (`make demo`) shrunk for the suite: the same grid, stages, benchmarks, kinds, POSIX,
 # report and notebook; fewer steps, items and tokens.
 DEMO_SHRINK = [
-    "sft.training.max_steps=2", "sft.training.save_steps=1", "dpo.training.max_steps=1", "dpo.training.save_steps=1",
+    "sft.training.max_steps=1", "sft.training.save_steps=1", "dpo.training.max_steps=1", "dpo.training.save_steps=1",
     "eval.run.limit=1", "eval.benchmark_options.mmlu.subjects=[marketing, sociology]",
     "eval.benchmark_options.bbh.max_new_tokens=16", "eval.benchmark_options.ifeval.max_new_tokens=24",
 ]
@@ -56,7 +56,14 @@ def demo_cli(out: Path, *extra: str) -> "subprocess.CompletedProcess[str]":
 
 @pytest.fixture(scope="session")
 def demo_study(tmp_path_factory) -> tuple[Path, "subprocess.CompletedProcess[str]"]:
-    """(study folder, the finished `evalsuite demo` process): run once, shared by the demo and browser tests."""
+    """(study folder, the finished `evalsuite demo` process): run once, shared by the demo and browser tests.
+    EVALSUITE_DEMO_STUDY=DIR uses a demo study already there instead (a full `make demo`'s reports/demo, e.g. for
+    the browser test's screenshot; the demo tests' size checks expect the shrunk run)."""
+    import subprocess
+
+    if os.environ.get("EVALSUITE_DEMO_STUDY"):
+        out = Path(os.environ["EVALSUITE_DEMO_STUDY"]).resolve()
+        return out, subprocess.CompletedProcess([], 0, stdout="", stderr="")
     out = tmp_path_factory.mktemp("demo") / "study"
     proc = demo_cli(out)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

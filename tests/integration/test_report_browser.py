@@ -7,7 +7,9 @@ shared encoding's colours, the controls change what is shown, a cell opens its i
 Under CI (CI=true) a missing Chromium or Playwright fails the test; elsewhere it skips and says why. A screenshot
 of the heatmaps is saved in the test's tmp folder; EVALSUITE_REPORT_SCREENSHOT=PATH also writes it to PATH. The
 last test opens the report of the demo study (`make demo`, shrunk); EVALSUITE_DEMO_SCREENSHOT=PATH writes its top
-to PATH. docs/report-screenshot.png is `save_docs_screenshot` of a full `make demo` report."""
+to PATH. docs/report-screenshot.png is made from a full `make demo`:
+`EVALSUITE_DEMO_STUDY=reports/demo EVALSUITE_DEMO_SCREENSHOT=docs/report-screenshot.png .venv/bin/python -m pytest
+tests/integration/test_report_browser.py -k demo_studys_report`."""
 
 from __future__ import annotations
 
@@ -175,6 +177,8 @@ def test_a_cell_opens_its_items_and_a_filter_changes_them(built, page):
 def test_the_demo_studys_report_shows_every_stage_the_perturbations_and_the_items(demo_study, page, tmp_path):
     """`make demo`'s report (the packaged demo study, shrunk): per benchmark the SFT, DPO and ΔDPO grids of the four
     cells, the perturbation conditions, the note on the judged benchmarks, and a cell's item page."""
+    import pandas as pd
+
     study, _ = demo_study
     report = study / "report"
     page.goto((report / "index.html").as_uri())
@@ -185,7 +189,7 @@ def test_the_demo_studys_report_shows_every_stage_the_perturbations_and_the_item
         grids = f"{mine}[data-bench='{bench}']"
         assert page.locator(f"{grids}.hm-sft td.cell").count() == 5  # Base + the four cells
         assert page.locator(f"{grids}.hm-dpo td.cell").count() == 5 and page.locator(f"{grids}.hm-delta td.cell").count() == 4
-    assert "MT-Bench and AlpacaEval are not in this run" in page.locator("header").inner_text()
+    assert "AlpacaEval and MT-Bench are not in this run" in page.locator("header").inner_text()
     conditions = page.locator("#ctl-condition option").all_inner_texts()
     assert {"clean", "typo", "rephrase", "format"} <= {c.split()[0].lower() for c in conditions}, conditions
     page.select_option("#ctl-condition", "format")
@@ -201,5 +205,8 @@ def test_the_demo_studys_report_shows_every_stage_the_perturbations_and_the_item
     page.select_option("#ctl-metric", "score")
     page.locator(f"{mine}[data-bench='bbh'].hm-sft td.cell[data-lp='0.4'][data-lr='0.6'] a").click()
     page.wait_for_selector("#items article.item")
-    assert "lp0.4_lr0.6" in page.url and page.locator("#items article.item").count() == 3  # 3 BBH tasks × limit 1
+    results = pd.read_parquet(study / "run" / "results.parquet")
+    n = results[(results.checkpoint.str.endswith("sft/lp0.4_lr0.6")) & (results.benchmark == "bbh")
+                & (results.condition == "clean") & (results.metric == "score")].n.iloc[0]
+    assert "lp0.4_lr0.6" in page.url and page.locator("#items article.item").count() == n  # every BBH item, clean
     assert page.problems == [] and page.blocked == []

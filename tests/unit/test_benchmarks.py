@@ -19,6 +19,21 @@ CAIS = [{"question": "Which bone is the longest?", "subject": "anatomy", "choice
         {"question": "How many heart chambers?", "subject": "anatomy", "choices": ["2", "3", "4", "5"], "answer": 2}]
 
 
+def test_mmlu_subjects_option_keeps_those_subjects_and_names_unknown_ones(tmp_path):
+    from evalsuite.benchmarks import get_benchmark
+    from evalsuite.errors import ConfigError
+
+    source = write_jsonl(tmp_path / "cais.jsonl", CAIS)
+    subjects = sorted({r["subject"] for r in CAIS})
+    kept = get_benchmark("mmlu", subjects=[subjects[0]])
+    items = kept.load(source)
+    assert items and {it.subset for it in items} == {subjects[0]}
+    assert [it.id for it in items] == [it.id for it in get_benchmark("mmlu").load(source) if it.subset == subjects[0]]
+    assert kept.settings()["subjects"] == [subjects[0]] and "subjects" not in get_benchmark("mmlu").settings()
+    with pytest.raises(ConfigError, match="no subject.*astrology"):
+        get_benchmark("mmlu", subjects=["astrology"]).load(source)
+
+
 def test_mmlu_layouts_header_rows_and_stable_ids(tmp_path):
     from evalsuite.benchmarks import get_benchmark
 

@@ -309,10 +309,41 @@ def test_the_packaged_demo_is_the_repositorys_demo_study_and_covers_the_whole_pi
     assert shrunk.eval.run.limit == 1 and shrunk.sft.settings()["training"]["max_steps"] == 2
     assert shrunk.sft.settings()["training"]["learning_rate"] == config.sft.settings()["training"]["learning_rate"]
     assert shrunk.sft.cells == [(0.0, 1.0), (1.0, 1.0)]
-    with pytest.raises(ConfigError, match="eval.run.limt|limt"):
+    with pytest.raises(ConfigError, match="eval.run.limt: Extra inputs"):
         load_study(demo_config(), ["eval.run.limt=1"])
     with pytest.raises(ConfigError, match="not KEY=VALUE"):
         load_study(demo_config(), ["eval.run.limit"])
+    with pytest.raises(ConfigError, match="not valid YAML"):  # one line from the CLI, not a traceback
+        load_study(demo_config(), ["eval.run.benchmarks=[mmlu"])
+
+
+def test_the_overview_lists_every_checkpoint_with_its_scores_and_what_they_leave_out():
+    """`evalsuite study`'s closing table: base, then SFT, then DPO; a checkpoint that failed whole still has its row
+    and says so; n and the interval beside each clean score."""
+    from rich.console import Console
+
+    from evalsuite.cli.study import overview_table
+
+    def row(checkpoint, stage, cell, metric, condition="clean", value=None, status=None, n=None):
+        return {"experiment": "m/d", "checkpoint": checkpoint, "stage": stage, "lambda_p": cell[0], "lambda_r": cell[1],
+                "task": "mmlu_loglikelihood", "benchmark": "mmlu", "condition": condition, "metric": metric,
+                "value": value, "low": None if value is None else value - 0.1, "high": None if value is None else value + 0.1,
+                "n": n, "status": status}
+
+    df = pd.DataFrame([
+        row("m/d/dpo/lp0_lr1", "dpo", (0, 1), "score", value=0.5, n=16),
+        row("m/d/sft/lp0_lr1", "sft", (0, 1), "score", value=0.25, n=16),
+        row("m/d/sft/lp0_lr1", "sft", (0, 1), "agreement", condition="typo", value=0.75),
+        row("m/d/sft/lp0_lr1", "sft", (0, 1), "skipped_variants", condition="typo", value=3),
+        row("m/d/sft/lp1_lr1", "sft", (1, 1), "status", condition="all", status="failed: cannot load"),
+        row("base/m", "base", (None, None), "score", value=0.4, n=16),
+    ])
+    console = Console(width=200, record=True)
+    console.print(overview_table(df))
+    lines = [l for l in console.export_text().splitlines() if "/" in l and "│" in l]
+    assert [l.split("│")[1].strip() for l in lines] == ["base/m", "sft/lp0_lr1", "sft/lp1_lr1", "dpo/lp0_lr1"]
+    assert "0.25 [0.15, 0.35] 16" in lines[1] and "0.75" in lines[1] and "3 variants skipped" in lines[1]
+    assert "1 failed" in lines[2] and "0." not in lines[2]
 
 
 def test_a_training_unit_with_two_gpus_runs_two_data_parallel_processes(inputs, tmp_path):
