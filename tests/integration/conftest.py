@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,22 +47,17 @@ DEMO_SHRINK = [
 ]
 
 
-def demo_cli(out: Path, *extra: str) -> "subprocess.CompletedProcess[str]":
-    import subprocess
-    import sys
-
+def demo_cli(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     args = [a for o in DEMO_SHRINK for a in ("--set", o)]
     return subprocess.run([sys.executable, "-m", "evalsuite", "demo", "--out", str(out), *args, *extra],
                           capture_output=True, text=True, timeout=1800, env={**os.environ, "COLUMNS": "200"})
 
 
 @pytest.fixture(scope="session")
-def demo_study(tmp_path_factory) -> tuple[Path, "subprocess.CompletedProcess[str]"]:
+def demo_study(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """(study folder, the finished `evalsuite demo` process): run once, shared by the demo and browser tests.
     EVALSUITE_DEMO_STUDY=DIR uses a demo study already there instead (a full `make demo`'s reports/demo, e.g. for
     the browser test's screenshot; the demo tests' size checks expect the shrunk run)."""
-    import subprocess
-
     if os.environ.get("EVALSUITE_DEMO_STUDY"):
         out = Path(os.environ["EVALSUITE_DEMO_STUDY"]).resolve()
         return out, subprocess.CompletedProcess([], 0, stdout="", stderr="")
